@@ -1,0 +1,26 @@
+/* cli.h — the subcommands and small helpers shared by their option parsers. Only code reachable from main()
+ * prints to the user and chooses exit codes: 0 success, 1 failure, 2 usage error. */
+#ifndef DS_CLI_H
+#define DS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define EXIT_USAGE 2
+
+int cmd_info(int argc, char **argv);
+int cmd_make_torrent(int argc, char **argv);
+int cmd_seed(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+
+/* Print "diskswarm: <msg>\n" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parse a byte size: decimal or 0x hex, optional K/M/G (binary) suffix. 0 on success. */
+int cli_parse_size(const char *s, uint64_t *out);
+/* Parse a non-negative integer (decimal) no larger than max. */
+int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);
+/* Format bytes human-readably ("1.5 GiB") into out. */
+void cli_format_bytes(uint64_t n, char *out, unsigned long outlen);
+
+#endif
