@@ -1,1 +1,1037 @@
-/* placeholder: being written */
+#include "session.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bencode.h"
+
+#define HANDSHAKE_TIMEOUT_MS 20000
+#define IDLE_TIMEOUT_MS 150000
+#define KEEPALIVE_MS 60000
+#define STALL_TIMEOUT_MS 30000
+#define PEX_FIRST_MS 1500
+#define PEX_INTERVAL_MS 15000
+#define PEX_MAX_ADDED 50
+#define EXT_MSG_MAX (64u * 1024u)
+#define OUR_UT_PEX_ID 1
+#define MAX_STRIKES 3
+
+/* ---------- small helpers ---------- */
+
+static void peer_close(struct sess_peer *p, const char *why)
+{
+    if (!p->closing) {
+        p->closing = true;
+        snprintf(p->reason, sizeof p->reason, "%s", why);
+    }
+}
+
+static bool id_in(uint8_t (*ids)[20], size_t n, const uint8_t id[20])
+{
+    for (size_t i = 0; i < n; i++)
+        if (!memcmp(ids[i], id, 20))
+            return true;
+    return false;
+}
+
+static int id_add(uint8_t (**ids)[20], size_t *n, const uint8_t id[20])
+{
+    if (id_in(*ids, *n, id))
+        return 0;
+    if (*n >= 65536)
+        return -1;
+    uint8_t(*nv)[20] = realloc(*ids, (*n + 1) * sizeof **ids);
+    if (!nv)
+        return -1;
+    memcpy(nv[*n], id, 20);
+    *ids = nv;
+    (*n)++;
+    return 0;
+}
+
+static bool addr_eq(const struct peer_addr *a, const struct peer_addr *b)
+{
+    if (a->ss.ss_family != b->ss.ss_family)
+        return false;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin6_port == y->sin6_port && !memcmp(&x->sin6_addr, &y->sin6_addr, 16);
+    }
+    return false;
+}
+
+static void oom(struct session *s)
+{
+    if (!s->fatal) {
+        s->fatal = true;
+        ds_errf(&s->fatal_err, "out of memory");
+    }
+}
+
+static void mark_sent(struct sess_peer *p, uint64_t now) { p->t_last_send = now; }
+
+/* ---------- init / free ---------- */
+
+int session_init(struct session *s, const struct session_config *cfg, struct ds_err *e)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = *cfg;
+    if (!s->cfg.max_peers)
+        s->cfg.max_peers = 64;
+    if (s->cfg.max_peers > PICKER_NO_SLOT - 1)
+        s->cfg.max_peers = PICKER_NO_SLOT - 1;
+    if (!s->cfg.upload_slots)
+        s->cfg.upload_slots = 64;
+    if (!s->cfg.pipeline)
+        s->cfg.pipeline = 128;
+    if (!s->cfg.block_size)
+        s->cfg.block_size = WIRE_BLOCK_SIZE;
+    if (!s->cfg.out_watermark)
+        s->cfg.out_watermark = 256 * 1024;
+    s->mi = cfg->mi;
+    s->store = cfg->store;
+    const struct metainfo *mi = s->mi;
+    if (mi->piece_length > UINT32_MAX)
+        return ds_errf(e, "piece length %llu is too large for the wire protocol",
+                       (unsigned long long)mi->piece_length);
+    if (bitfield_init(&s->have, mi->num_pieces))
+        return ds_errf(e, "out of memory");
+    if (cfg->have_all) {
+        bitfield_set_all(&s->have);
+        s->bytes_have = mi->total_length;
+    }
+    uint64_t seed = cfg->seed;
+    if (!seed)
+        memcpy(&seed, cfg->peer_id + 12, sizeof seed);
+    size_t max_partials = 64 + 2 * (size_t)s->cfg.max_peers;
+    if (picker_init(&s->picker, mi->num_pieces, mi->piece_length, mi->total_length, s->cfg.block_size, &s->have,
+                    max_partials, seed)) {
+        bitfield_free(&s->have);
+        return ds_errf(e, "out of memory");
+    }
+    s->peers = calloc(s->cfg.max_peers, sizeof *s->peers);
+    s->blockbuf = malloc(WIRE_MAX_BLOCK);
+    s->cands = calloc(SESSION_MAX_CANDIDATES, sizeof *s->cands);
+    if (!s->peers || !s->blockbuf || !s->cands) {
+        session_free(s);
+        return ds_errf(e, "out of memory");
+    }
+    return 0;
+}
+
+static void peer_destroy(struct sess_peer *p)
+{
+    buf_free(&p->in);
+    buf_free(&p->out);
+    bitfield_free(&p->have);
+    free(p->ours);
+    free(p->theirs);
+    free(p);
+}
+
+void session_free(struct session *s)
+{
+    if (s->peers)
+        for (uint32_t i = 0; i < s->n_slots; i++)
+            if (s->peers[i])
+                peer_destroy(s->peers[i]);
+    free(s->peers);
+    picker_free(&s->picker);
+    bitfield_free(&s->have);
+    free(s->blockbuf);
+    free(s->cands);
+    free(s->complete_ids);
+    free(s->banned_ids);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---------- outgoing messages ---------- */
+
+static void send_handshake(struct session *s, struct sess_peer *p, uint64_t now)
+{
+    struct wire_handshake hs;
+    memset(&hs, 0, sizeof hs);
+    hs.reserved[WIRE_RSV_EXTENDED_BYTE] |= WIRE_RSV_EXTENDED_MASK;
+    hs.reserved[WIRE_RSV_FAST_BYTE] |= WIRE_RSV_FAST_MASK;
+    memcpy(hs.info_hash, s->mi->info_hash, 20);
+    memcpy(hs.peer_id, s->cfg.peer_id, 20);
+    if (wire_put_handshake(&p->out, &hs))
+        oom(s);
+    p->handshake_sent = true;
+    mark_sent(p, now);
+}
+
+static void send_ext_handshake(struct session *s, struct sess_peer *p)
+{
+    struct buf b = {0};
+    int rc = benc_dict_begin(&b);
+    rc |= benc_cstr(&b, "ds_seed");
+    rc |= benc_int(&b, s->cfg.have_all ? 1 : 0);
+    rc |= benc_cstr(&b, "m");
+    rc |= benc_dict_begin(&b);
+    rc |= benc_cstr(&b, "ut_pex");
+    rc |= benc_int(&b, OUR_UT_PEX_ID);
+    rc |= benc_end(&b);
+    if (s->cfg.listen_port) {
+        rc |= benc_cstr(&b, "p");
+        rc |= benc_int(&b, s->cfg.listen_port);
+    }
+    rc |= benc_cstr(&b, "reqq");
+    rc |= benc_int(&b, SESSION_MAX_PEER_REQS);
+    rc |= benc_cstr(&b, "v");
+    rc |= benc_cstr(&b, "diskswarm 0.1.0");
+    rc |= benc_end(&b);
+    if (rc || wire_put_extended(&p->out, 0, b.data, b.len))
+        oom(s);
+    buf_free(&b);
+}
+
+static void send_have_state(struct session *s, struct sess_peer *p)
+{
+    int rc;
+    if (p->fast && s->have.count == s->have.nbits)
+        rc = wire_put_simple(&p->out, WM_HAVE_ALL);
+    else if (p->fast && s->have.count == 0)
+        rc = wire_put_simple(&p->out, WM_HAVE_NONE);
+    else if (s->have.count == 0)
+        rc = 0; /* a bitfield may be omitted when we have nothing */
+    else
+        rc = wire_put_bitfield(&p->out, s->have.bits, bitfield_bytes(s->have.nbits));
+    if (rc)
+        oom(s);
+}
+
+static void update_interest(struct session *s, struct sess_peer *p, uint64_t now)
+{
+    if (p->state != PS_ACTIVE)
+        return;
+    bool want = p->wanted > 0;
+    if (want == p->am_interested)
+        return;
+    p->am_interested = want;
+    if (wire_put_simple(&p->out, want ? WM_INTERESTED : WM_NOT_INTERESTED))
+        oom(s);
+    mark_sent(p, now);
+}
+
+static uint32_t unchoked_count(const struct session *s)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n_slots; i++)
+        if (s->peers[i] && s->peers[i]->state == PS_ACTIVE && !s->peers[i]->am_choking)
+            n++;
+    return n;
+}
+
+/* Cooperative LAN policy: every interested peer is unchoked while slots last; no tit-for-tat. */
+static void maybe_unchoke(struct session *s, struct sess_peer *p, uint64_t now)
+{
+    if (p->state != PS_ACTIVE || !p->am_choking || !p->peer_interested || s->have.count == 0)
+        return;
+    if (unchoked_count(s) >= s->cfg.upload_slots)
+        return;
+    p->am_choking = false;
+    if (wire_put_simple(&p->out, WM_UNCHOKE))
+        oom(s);
+    mark_sent(p, now);
+}
+
+/* ---------- our requests ---------- */
+
+static int ours_push(struct sess_peer *p, const struct block_req *r)
+{
+    if (p->n_ours == p->cap_ours) {
+        size_t nc = p->cap_ours ? p->cap_ours * 2 : 64;
+        struct peer_req *nv = realloc(p->ours, nc * sizeof *nv);
+        if (!nv)
+            return -1;
+        p->ours = nv;
+        p->cap_ours = nc;
+    }
+    p->ours[p->n_ours++] = (struct peer_req){r->piece, r->begin, r->length};
+    return 0;
+}
+
+static bool ours_take(struct sess_peer *p, uint32_t piece, uint32_t begin, uint32_t length)
+{
+    for (size_t i = 0; i < p->n_ours; i++) {
+        struct peer_req *r = &p->ours[i];
+        if (r->piece == piece && r->begin == begin && r->length == length) {
+            memmove(r, r + 1, (p->n_ours - i - 1) * sizeof *r);
+            p->n_ours--;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void release_ours(struct session *s, struct sess_peer *p)
+{
+    for (size_t i = 0; i < p->n_ours; i++)
+        picker_release(&s->picker, p->ours[i].piece, p->ours[i].begin, p->slot);
+    p->n_ours = 0;
+}
+
+static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
+{
+    if (p->state != PS_ACTIVE || p->closing || p->peer_choking || !p->am_interested)
+        return;
+    if (s->have.count == s->have.nbits)
+        return;
+    struct block_req reqs[64];
+    if (p->n_ours == 0)
+        p->t_last_block = now; /* the stall clock starts with the first outstanding request */
+    while (p->n_ours < s->cfg.pipeline) {
+        size_t want = s->cfg.pipeline - p->n_ours;
+        if (want > 64)
+            want = 64;
+        size_t n = picker_pick(&s->picker, &p->have, p->slot, reqs, want);
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            if (ours_push(p, &reqs[i]) ||
+                wire_put_block_ref(&p->out, WM_REQUEST, reqs[i].piece, reqs[i].begin, reqs[i].length)) {
+                oom(s);
+                return;
+            }
+        }
+        mark_sent(p, now);
+    }
+}
+
+static void fill_all_requests(struct session *s, uint64_t now)
+{
+    for (uint32_t i = 0; i < s->n_slots; i++)
+        if (s->peers[i])
+            fill_requests(s, s->peers[i], now);
+}
+
+/* ---------- peer completion bookkeeping ---------- */
+
+static void check_peer_complete(struct session *s, struct sess_peer *p)
+{
+    if (p->seen_complete || p->have.count != p->have.nbits)
+        return;
+    p->seen_complete = true;
+    if (id_add(&s->complete_ids, &s->n_complete_ids, p->peer_id))
+        oom(s);
+}
+
+/* ---------- piece verification ---------- */
+
+static void piece_verified(struct session *s, uint32_t piece, uint64_t now)
+{
+    bitfield_set(&s->have, piece);
+    s->bytes_have += metainfo_piece_size(s->mi, piece);
+    picker_finish(&s->picker, piece);
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        struct sess_peer *q = s->peers[i];
+        if (!q || q->state != PS_ACTIVE)
+            continue;
+        if (wire_put_index(&q->out, WM_HAVE, piece))
+            oom(s);
+        mark_sent(q, now);
+        if (bitfield_get(&q->have, piece)) {
+            q->wanted--;
+            update_interest(s, q, now);
+        }
+        maybe_unchoke(s, q, now);
+    }
+}
+
+static void ban_id(struct session *s, const uint8_t id[20])
+{
+    if (id_add(&s->banned_ids, &s->n_banned_ids, id))
+        oom(s);
+}
+
+static void piece_failed(struct session *s, struct partial *pp, uint64_t now)
+{
+    (void)now;
+    s->hash_failures++;
+    uint16_t only = pp->from[0];
+    bool single = true;
+    for (uint32_t b = 1; b < pp->nblocks; b++)
+        if (pp->from[b] != only)
+            single = false;
+    /* every distinct contributor gets a strike; a sole contributor is certainly the culprit */
+    for (uint32_t b = 0; b < pp->nblocks; b++) {
+        uint16_t sl = pp->from[b];
+        if (sl == PICKER_NO_SLOT || sl >= s->n_slots || !s->peers[sl])
+            continue;
+        bool dup = false;
+        for (uint32_t c = 0; c < b; c++)
+            if (pp->from[c] == sl)
+                dup = true;
+        if (dup)
+            continue;
+        struct sess_peer *q = s->peers[sl];
+        q->strikes++;
+        if (single || q->strikes >= MAX_STRIKES) {
+            ban_id(s, q->peer_id);
+            if (q->cand >= 0)
+                s->cands[q->cand].banned = true;
+            peer_close(q, "sent data that failed the piece hash");
+        }
+    }
+    picker_finish(&s->picker, pp->piece);
+}
+
+/* Feed in-order received blocks to the piece's SHA-1; blocks that arrived out of order are read back from the
+ * target (page cache) when their turn comes. Completes the piece when all blocks are hashed. */
+static void advance_hash(struct session *s, struct partial *pp, uint32_t just_block, const uint8_t *just_data,
+                         uint64_t now)
+{
+    uint64_t base = (uint64_t)pp->piece * s->mi->piece_length;
+    while (pp->hashed < pp->nblocks && pp->state[pp->hashed] == BLK_RECEIVED) {
+        uint32_t b = pp->hashed;
+        uint32_t len = picker_block_len(&s->picker, pp->piece, b);
+        const uint8_t *data = just_data;
+        if (b != just_block || !just_data) {
+            struct ds_err e;
+            if (store_read(s->store, base + (uint64_t)b * s->cfg.block_size, s->blockbuf, len, &e)) {
+                s->fatal = true;
+                s->fatal_err = e;
+                return;
+            }
+            data = s->blockbuf;
+        }
+        if (sha1_update(&pp->sha, data, len)) {
+            oom(s);
+            return;
+        }
+        pp->hashed++;
+    }
+    if (pp->hashed < pp->nblocks)
+        return;
+    uint8_t h[SHA1_LEN];
+    int rc = sha1_final(&pp->sha, h);
+    pp->sha_live = false;
+    if (rc) {
+        oom(s);
+        return;
+    }
+    uint32_t piece = pp->piece;
+    if (!memcmp(h, s->mi->piece_hashes + (size_t)piece * SHA1_LEN, SHA1_LEN))
+        piece_verified(s, piece, now);
+    else
+        piece_failed(s, pp, now);
+}
+
+/* ---------- incoming messages ---------- */
+
+static void on_have(struct session *s, struct sess_peer *p, uint32_t i, uint64_t now)
+{
+    if (i >= s->mi->num_pieces) {
+        peer_close(p, "HAVE for a piece beyond the torrent");
+        return;
+    }
+    if (bitfield_get(&p->have, i))
+        return;
+    bitfield_set(&p->have, i);
+    picker_inc(&s->picker, i);
+    if (!bitfield_get(&s->have, i)) {
+        p->wanted++;
+        update_interest(s, p, now);
+    }
+    check_peer_complete(s, p);
+}
+
+static void on_full_state(struct session *s, struct sess_peer *p, uint64_t now)
+{
+    picker_add_bitfield(&s->picker, &p->have);
+    p->wanted = 0;
+    for (uint32_t i = 0; i < p->have.nbits; i++)
+        if (bitfield_get(&p->have, i) && !bitfield_get(&s->have, i))
+            p->wanted++;
+    update_interest(s, p, now);
+    check_peer_complete(s, p);
+}
+
+static void on_request(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
+{
+    const struct metainfo *mi = s->mi;
+    if (m->index >= mi->num_pieces || m->length == 0 || m->length > WIRE_MAX_BLOCK ||
+        (uint64_t)m->begin + m->length > metainfo_piece_size(mi, m->index)) {
+        peer_close(p, "request outside the piece");
+        return;
+    }
+    if (p->am_choking || !bitfield_get(&s->have, m->index)) {
+        if (p->fast) {
+            if (wire_put_block_ref(&p->out, WM_REJECT, m->index, m->begin, m->length))
+                oom(s);
+            mark_sent(p, now);
+        }
+        return;
+    }
+    if (p->n_theirs >= SESSION_MAX_PEER_REQS) {
+        peer_close(p, "request flood");
+        return;
+    }
+    if (p->head_theirs + p->n_theirs == p->cap_theirs) {
+        if (p->head_theirs > 0) {
+            memmove(p->theirs, p->theirs + p->head_theirs, p->n_theirs * sizeof *p->theirs);
+            p->head_theirs = 0;
+        } else {
+            size_t nc = p->cap_theirs ? p->cap_theirs * 2 : 64;
+            struct peer_req *nv = realloc(p->theirs, nc * sizeof *nv);
+            if (!nv) {
+                oom(s);
+                return;
+            }
+            p->theirs = nv;
+            p->cap_theirs = nc;
+        }
+    }
+    p->theirs[p->head_theirs + p->n_theirs++] = (struct peer_req){m->index, m->begin, m->length};
+}
+
+static void on_cancel(struct sess_peer *p, const struct wire_msg *m)
+{
+    for (size_t k = 0; k < p->n_theirs; k++) {
+        struct peer_req *r = &p->theirs[p->head_theirs + k];
+        if (r->piece == m->index && r->begin == m->begin && r->length == m->length) {
+            memmove(r, r + 1, (p->n_theirs - k - 1) * sizeof *r);
+            p->n_theirs--;
+            return;
+        }
+    }
+}
+
+static void cancel_elsewhere(struct session *s, struct sess_peer *from, uint32_t piece, uint32_t begin,
+                             uint32_t length, uint64_t now)
+{
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        struct sess_peer *q = s->peers[i];
+        if (!q || q == from || q->state != PS_ACTIVE)
+            continue;
+        if (ours_take(q, piece, begin, length)) {
+            if (wire_put_block_ref(&q->out, WM_CANCEL, piece, begin, length))
+                oom(s);
+            mark_sent(q, now);
+        }
+    }
+}
+
+static void on_piece(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
+{
+    uint32_t len = (uint32_t)m->data_len;
+    if (!ours_take(p, m->index, m->begin, len))
+        return; /* not asked for (or cancelled): never written */
+    p->t_last_block = now;
+    p->bytes_down += len;
+    s->payload_down += len;
+    int acc = picker_received(&s->picker, m->index, m->begin, len, p->slot);
+    if (acc < 0) {
+        peer_close(p, "block with a bad offset");
+        return;
+    }
+    if (acc == 1) {
+        struct ds_err e;
+        uint64_t off = (uint64_t)m->index * s->mi->piece_length + m->begin;
+        if (store_write(s->store, off, m->data, len, &e)) {
+            s->fatal = true;
+            s->fatal_err = e;
+            return;
+        }
+        struct partial *pp = picker_partial(&s->picker, m->index);
+        cancel_elsewhere(s, p, m->index, m->begin, len, now);
+        if (pp)
+            advance_hash(s, pp, m->begin / s->cfg.block_size, m->data, now);
+    }
+    fill_requests(s, p, now);
+}
+
+static void on_ext_handshake(struct session *s, struct sess_peer *p, const uint8_t *d, size_t n)
+{
+    struct bdoc doc;
+    struct ds_err e;
+    if (bdecode(d, n, &doc, &e) || doc.root->type != BN_DICT) {
+        if (doc.root)
+            bdoc_free(&doc);
+        /* some clients send slightly non-canonical dicts; a bad extension handshake only disables extensions */
+        return;
+    }
+    const struct bnode *m = bdict_get_dict(doc.root, "m");
+    const struct bnode *pex = m ? bdict_get_int(m, "ut_pex") : NULL;
+    p->ut_pex_id = pex && pex->u.i > 0 && pex->u.i < 256 ? (uint8_t)pex->u.i : 0;
+    const struct bnode *port = bdict_get_int(doc.root, "p");
+    if (port && port->u.i > 0 && port->u.i < 65536 && !p->outgoing) {
+        p->listen = p->addr;
+        if (p->listen.ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&p->listen.ss)->sin_port = htons((uint16_t)port->u.i);
+        else
+            ((struct sockaddr_in6 *)&p->listen.ss)->sin6_port = htons((uint16_t)port->u.i);
+        p->listen_known = true;
+        /* remember it, so we neither dial it again nor forget it after it leaves */
+        for (size_t i = 0; i < s->n_cands; i++)
+            if (addr_eq(&s->cands[i].addr, &p->listen)) {
+                s->cands[i].connected = true;
+                p->cand = (int)i;
+            }
+        if (p->cand < 0 && s->n_cands < SESSION_MAX_CANDIDATES) {
+            s->cands[s->n_cands] = (struct candidate){.addr = p->listen, .connected = true};
+            p->cand = (int)s->n_cands++;
+        }
+    }
+    const struct bnode *v = bdict_get_str(doc.root, "v");
+    if (v) {
+        size_t k = v->u.s.len < sizeof p->client - 1 ? v->u.s.len : sizeof p->client - 1;
+        for (size_t i = 0; i < k; i++)
+            p->client[i] = (v->u.s.p[i] >= 32 && v->u.s.p[i] < 127) ? (char)v->u.s.p[i] : '?';
+        p->client[k] = 0;
+    }
+    const struct bnode *dss = bdict_get_int(doc.root, "ds_seed");
+    if (dss && dss->u.i == 1)
+        p->seen_complete = true; /* an original seeder is not one of the machines being deployed */
+    bdoc_free(&doc);
+}
+
+static void on_pex(struct session *s, const uint8_t *d, size_t n)
+{
+    struct bdoc doc;
+    struct ds_err e;
+    if (bdecode(d, n, &doc, &e))
+        return;
+    const struct bnode *added = doc.root->type == BN_DICT ? bdict_get_str(doc.root, "added") : NULL;
+    if (added && added->u.s.len % 6 == 0) {
+        for (size_t i = 0; i + 6 <= added->u.s.len && i < 6 * 200; i += 6) {
+            struct peer_addr a;
+            memset(&a, 0, sizeof a);
+            struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
+            sin->sin_family = AF_INET;
+            memcpy(&sin->sin_addr, added->u.s.p + i, 4);
+            memcpy(&sin->sin_port, added->u.s.p + i + 4, 2);
+            a.len = sizeof *sin;
+            if (sin->sin_port != 0)
+                session_add_candidate(s, &a);
+        }
+    }
+    const struct bnode *added6 = doc.root->type == BN_DICT ? bdict_get_str(doc.root, "added6") : NULL;
+    if (added6 && added6->u.s.len % 18 == 0) {
+        for (size_t i = 0; i + 18 <= added6->u.s.len && i < 18 * 200; i += 18) {
+            struct peer_addr a;
+            memset(&a, 0, sizeof a);
+            struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.ss;
+            sin6->sin6_family = AF_INET6;
+            memcpy(&sin6->sin6_addr, added6->u.s.p + i, 16);
+            memcpy(&sin6->sin6_port, added6->u.s.p + i + 16, 2);
+            a.len = sizeof *sin6;
+            if (sin6->sin6_port != 0)
+                session_add_candidate(s, &a);
+        }
+    }
+    bdoc_free(&doc);
+}
+
+static void send_pex(struct session *s, struct sess_peer *p, uint64_t now)
+{
+    struct buf v4 = {0}, v6 = {0}, f4 = {0}, f6 = {0};
+    size_t n = 0;
+    for (uint32_t i = 0; i < s->n_slots && n < PEX_MAX_ADDED; i++) {
+        struct sess_peer *q = s->peers[i];
+        if (!q || q == p || q->state != PS_ACTIVE || !q->listen_known)
+            continue;
+        uint8_t flag = q->have.count == q->have.nbits ? 0x02 : 0x00; /* 0x02: seed */
+        if (q->listen.ss.ss_family == AF_INET) {
+            const struct sockaddr_in *sin = (const void *)&q->listen.ss;
+            if (buf_put(&v4, &sin->sin_addr, 4) || buf_put(&v4, &sin->sin_port, 2) || buf_put_u8(&f4, flag))
+                goto fail;
+        } else {
+            const struct sockaddr_in6 *sin6 = (const void *)&q->listen.ss;
+            if (buf_put(&v6, &sin6->sin6_addr, 16) || buf_put(&v6, &sin6->sin6_port, 2) || buf_put_u8(&f6, flag))
+                goto fail;
+        }
+        n++;
+    }
+    if (n > 0) {
+        struct buf b = {0};
+        int rc = benc_dict_begin(&b);
+        rc |= benc_cstr(&b, "added") | benc_str(&b, v4.data, v4.len);
+        rc |= benc_cstr(&b, "added.f") | benc_str(&b, f4.data, f4.len);
+        rc |= benc_cstr(&b, "added6") | benc_str(&b, v6.data, v6.len);
+        rc |= benc_cstr(&b, "added6.f") | benc_str(&b, f6.data, f6.len);
+        rc |= benc_cstr(&b, "dropped") | benc_str(&b, "", 0);
+        rc |= benc_end(&b);
+        if (rc || wire_put_extended(&p->out, p->ut_pex_id, b.data, b.len))
+            oom(s);
+        buf_free(&b);
+        mark_sent(p, now);
+    }
+    p->t_last_pex = now;
+fail:
+    buf_free(&v4);
+    buf_free(&v6);
+    buf_free(&f4);
+    buf_free(&f6);
+}
+
+static void handle_msg(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
+{
+    bool first = !p->got_bitfield;
+    p->got_bitfield = true; /* the bitfield may only be the first message */
+    switch (m->type) {
+    case WM_KEEPALIVE:
+        p->got_bitfield = !first;
+        break;
+    case WM_CHOKE:
+        p->peer_choking = true;
+        if (!p->fast)
+            release_ours(s, p); /* without BEP 6 a choke discards every pending request */
+        fill_all_requests(s, now);
+        break;
+    case WM_UNCHOKE:
+        p->peer_choking = false;
+        fill_requests(s, p, now);
+        break;
+    case WM_INTERESTED:
+        p->peer_interested = true;
+        maybe_unchoke(s, p, now);
+        break;
+    case WM_NOT_INTERESTED:
+        p->peer_interested = false;
+        break;
+    case WM_HAVE:
+        on_have(s, p, m->index, now);
+        fill_requests(s, p, now);
+        break;
+    case WM_BITFIELD:
+    case WM_HAVE_ALL:
+    case WM_HAVE_NONE:
+        if (!first) {
+            peer_close(p, "bitfield after other messages");
+            return;
+        }
+        if (m->type != WM_BITFIELD && !p->fast) {
+            peer_close(p, "fast-extension message without the fast extension");
+            return;
+        }
+        if (m->type == WM_BITFIELD) {
+            if (bitfield_load(&p->have, m->data, m->data_len)) {
+                peer_close(p, "bitfield of the wrong size");
+                return;
+            }
+        } else if (m->type == WM_HAVE_ALL) {
+            bitfield_set_all(&p->have);
+        }
+        on_full_state(s, p, now);
+        fill_requests(s, p, now);
+        break;
+    case WM_REQUEST:
+        on_request(s, p, m, now);
+        break;
+    case WM_PIECE:
+        on_piece(s, p, m, now);
+        break;
+    case WM_CANCEL:
+        on_cancel(p, m);
+        break;
+    case WM_REJECT:
+        if (!p->fast) {
+            peer_close(p, "REJECT without the fast extension");
+            return;
+        }
+        if (ours_take(p, m->index, m->begin, m->length)) {
+            picker_release(&s->picker, m->index, m->begin, p->slot);
+            fill_all_requests(s, now);
+        }
+        break;
+    case WM_EXTENDED:
+        if (!p->extended)
+            break;
+        if (m->ext_id == 0)
+            on_ext_handshake(s, p, m->data, m->data_len);
+        else if (m->ext_id == OUR_UT_PEX_ID)
+            on_pex(s, m->data, m->data_len);
+        break;
+    default:
+        break; /* PORT, SUGGEST, ALLOWED_FAST and unknown ids: nothing to do */
+    }
+}
+
+static void on_handshake(struct session *s, struct sess_peer *p, const struct wire_handshake *hs, uint64_t now)
+{
+    if (memcmp(hs->info_hash, s->mi->info_hash, 20) != 0) {
+        peer_close(p, "handshake for another torrent");
+        return;
+    }
+    if (!memcmp(hs->peer_id, s->cfg.peer_id, 20)) {
+        if (p->cand >= 0)
+            s->cands[p->cand].banned = true;
+        peer_close(p, "connected to ourselves");
+        return;
+    }
+    if (id_in(s->banned_ids, s->n_banned_ids, hs->peer_id)) {
+        peer_close(p, "banned peer");
+        return;
+    }
+    memcpy(p->peer_id, hs->peer_id, 20);
+    /* Two connections between the same pair (both dialled at once): keep the one dialled by the lower id. */
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        struct sess_peer *q = s->peers[i];
+        if (!q || q == p || q->state != PS_ACTIVE || q->closing || memcmp(q->peer_id, hs->peer_id, 20))
+            continue;
+        if (q->outgoing != p->outgoing) {
+            const uint8_t *init_p = p->outgoing ? s->cfg.peer_id : hs->peer_id;
+            const uint8_t *init_q = q->outgoing ? s->cfg.peer_id : hs->peer_id;
+            if (memcmp(init_q, init_p, 20) < 0) {
+                peer_close(p, "duplicate connection");
+                return;
+            }
+            peer_close(q, "duplicate connection");
+        } else {
+            peer_close(p, "duplicate connection");
+            return;
+        }
+    }
+    if (!p->handshake_sent)
+        send_handshake(s, p, now);
+    p->fast = (hs->reserved[WIRE_RSV_FAST_BYTE] & WIRE_RSV_FAST_MASK) != 0;
+    p->extended = (hs->reserved[WIRE_RSV_EXTENDED_BYTE] & WIRE_RSV_EXTENDED_MASK) != 0;
+    p->state = PS_ACTIVE;
+    if (p->cand >= 0)
+        s->cands[p->cand].fails = 0;
+    if (p->extended)
+        send_ext_handshake(s, p);
+    send_have_state(s, p);
+    mark_sent(p, now);
+}
+
+void session_peer_input(struct session *s, struct sess_peer *p, uint64_t now)
+{
+    if (p->closing)
+        return;
+    p->t_last_recv = now;
+    const uint32_t bitfield_max = 1 + (uint32_t)bitfield_bytes(s->mi->num_pieces);
+    uint32_t max_len = 9 + WIRE_MAX_BLOCK;
+    if (bitfield_max > max_len)
+        max_len = bitfield_max;
+    if (2 + EXT_MSG_MAX > max_len)
+        max_len = 2 + EXT_MSG_MAX;
+    /* bounded: each iteration consumes at least 4 bytes or stops */
+    while (!p->closing && !s->fatal) {
+        size_t avail = buf_unread(&p->in);
+        const uint8_t *d = buf_head(&p->in);
+        if (p->state == PS_HANDSHAKE) {
+            struct wire_handshake hs;
+            enum wire_parse_result r = wire_parse_handshake(d, avail, &hs);
+            if (r == WIRE_NEED_MORE)
+                break;
+            if (r == WIRE_ERROR) {
+                peer_close(p, "bad handshake");
+                break;
+            }
+            buf_consume(&p->in, WIRE_HANDSHAKE_LEN);
+            on_handshake(s, p, &hs, now);
+            continue;
+        }
+        struct wire_msg m;
+        size_t used = 0;
+        enum wire_parse_result r = wire_parse_msg(d, avail, max_len, &m, &used);
+        if (r == WIRE_NEED_MORE)
+            break;
+        if (r == WIRE_ERROR) {
+            peer_close(p, "protocol error");
+            break;
+        }
+        handle_msg(s, p, &m, now);
+        buf_consume(&p->in, used);
+    }
+    if (buf_unread(&p->in) == 0)
+        buf_clear(&p->in);
+}
+
+void session_peer_fill(struct session *s, struct sess_peer *p, uint64_t now)
+{
+    if (p->state != PS_ACTIVE || p->closing)
+        return;
+    while (p->n_theirs > 0 && buf_unread(&p->out) < s->cfg.out_watermark && !s->fatal) {
+        struct peer_req r = p->theirs[p->head_theirs];
+        p->head_theirs++;
+        p->n_theirs--;
+        if (p->n_theirs == 0)
+            p->head_theirs = 0;
+        if (p->am_choking || !bitfield_get(&s->have, r.piece))
+            continue;
+        if (wire_put_piece_header(&p->out, r.piece, r.begin, r.length)) {
+            oom(s);
+            return;
+        }
+        uint8_t *dst = buf_tail(&p->out, r.length);
+        if (!dst) {
+            oom(s);
+            return;
+        }
+        struct ds_err e;
+        if (store_read(s->store, (uint64_t)r.piece * s->mi->piece_length + r.begin, dst, r.length, &e)) {
+            s->fatal = true;
+            s->fatal_err = e;
+            return;
+        }
+        p->bytes_up += r.length;
+        s->payload_up += r.length;
+        mark_sent(p, now);
+    }
+}
+
+struct sess_peer *session_peer_new(struct session *s, const struct peer_addr *addr, bool outgoing, int cand,
+                                   uint64_t now)
+{
+    uint32_t slot = 0;
+    while (slot < s->n_slots && s->peers[slot])
+        slot++;
+    if (slot >= s->cfg.max_peers)
+        return NULL;
+    struct sess_peer *p = calloc(1, sizeof *p);
+    if (!p || bitfield_init(&p->have, s->mi->num_pieces)) {
+        free(p);
+        return NULL;
+    }
+    p->slot = (uint16_t)slot;
+    p->outgoing = outgoing;
+    p->addr = *addr;
+    p->cand = cand;
+    if (outgoing) {
+        p->listen = *addr;
+        p->listen_known = true;
+    }
+    p->am_choking = p->peer_choking = true;
+    p->t_connected = p->t_last_recv = p->t_last_send = p->t_last_block = now;
+    s->peers[slot] = p;
+    if (slot >= s->n_slots)
+        s->n_slots = slot + 1;
+    s->n_peers++;
+    if (cand >= 0 && (size_t)cand < s->n_cands)
+        s->cands[cand].connected = true;
+    if (outgoing)
+        send_handshake(s, p, now);
+    return p;
+}
+
+void session_peer_free(struct session *s, struct sess_peer *p)
+{
+    release_ours(s, p);
+    if (p->state == PS_ACTIVE)
+        picker_remove_bitfield(&s->picker, &p->have);
+    if (p->cand >= 0 && (size_t)p->cand < s->n_cands) {
+        struct candidate *c = &s->cands[p->cand];
+        c->connected = false;
+        /* a peer that was fine may come back (restart): retry soon, with back-off on repeated trouble */
+        c->fails = p->state == PS_ACTIVE ? 0 : c->fails + 1;
+        c->next_try = p->t_last_recv + 2000u * (1u << (c->fails < 5 ? c->fails : 5));
+    }
+    s->peers[p->slot] = NULL;
+    while (s->n_slots > 0 && !s->peers[s->n_slots - 1])
+        s->n_slots--;
+    s->n_peers--;
+    uint64_t now = p->t_last_recv;
+    peer_destroy(p);
+    /* blocks it held are free again: give them to the others now rather than at the next tick */
+    fill_all_requests(s, now);
+}
+
+void session_tick(struct session *s, uint64_t now)
+{
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        struct sess_peer *p = s->peers[i];
+        if (!p || p->closing)
+            continue;
+        if (p->state == PS_HANDSHAKE) {
+            if (now - p->t_connected > HANDSHAKE_TIMEOUT_MS)
+                peer_close(p, "handshake timed out");
+            continue;
+        }
+        if (now - p->t_last_recv > IDLE_TIMEOUT_MS) {
+            peer_close(p, "idle");
+            continue;
+        }
+        if (p->n_ours > 0 && now - p->t_last_block > STALL_TIMEOUT_MS) {
+            peer_close(p, "stalled: requested blocks did not arrive");
+            continue;
+        }
+        if (now - p->t_last_send > KEEPALIVE_MS) {
+            if (wire_put_keepalive(&p->out))
+                oom(s);
+            mark_sent(p, now);
+        }
+        if (p->ut_pex_id && now - p->t_connected > PEX_FIRST_MS &&
+            (p->t_last_pex == 0 || now - p->t_last_pex > PEX_INTERVAL_MS))
+            send_pex(s, p, now);
+        maybe_unchoke(s, p, now);
+        fill_requests(s, p, now);
+    }
+}
+
+void session_add_candidate(struct session *s, const struct peer_addr *a)
+{
+    for (size_t i = 0; i < s->n_cands; i++)
+        if (addr_eq(&s->cands[i].addr, a))
+            return;
+    if (s->n_cands >= SESSION_MAX_CANDIDATES)
+        return;
+    s->cands[s->n_cands++] = (struct candidate){.addr = *a};
+}
+
+int session_next_candidate(struct session *s, uint64_t now)
+{
+    if (s->n_peers >= s->cfg.max_peers)
+        return -1;
+    for (size_t i = 0; i < s->n_cands; i++) {
+        struct candidate *c = &s->cands[i];
+        if (c->connected || c->banned || c->next_try > now)
+            continue;
+        /* a listen address already reached through an incoming connection is not dialled again */
+        bool have = false;
+        for (uint32_t k = 0; k < s->n_slots && !have; k++)
+            if (s->peers[k] && s->peers[k]->listen_known && addr_eq(&s->peers[k]->listen, &c->addr))
+                have = true;
+        if (have) {
+            c->connected = true;
+            continue;
+        }
+        c->connected = true;
+        return (int)i;
+    }
+    return -1;
+}
+
+void session_candidate_failed(struct session *s, int i, uint64_t now)
+{
+    if (i < 0 || (size_t)i >= s->n_cands)
+        return;
+    struct candidate *c = &s->cands[i];
+    c->connected = false;
+    c->fails++;
+    c->next_try = now + 1000u * (1u << (c->fails < 5 ? c->fails : 5));
+}
+
+bool session_complete(const struct session *s) { return s->have.count == s->have.nbits; }
+
+void session_stats(const struct session *s, struct session_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->pieces_have = s->have.count;
+    st->num_pieces = s->have.nbits;
+    st->bytes_have = s->bytes_have;
+    st->total_bytes = s->mi->total_length;
+    st->payload_down = s->payload_down;
+    st->payload_up = s->payload_up;
+    st->hash_failures = s->hash_failures;
+    st->peers_seen_complete = 0;
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        const struct sess_peer *p = s->peers[i];
+        if (!p || p->state != PS_ACTIVE)
+            continue;
+        st->peers++;
+        if (p->have.count == p->have.nbits)
+            st->seeds++;
+    }
+    st->peers_seen_complete = (uint32_t)s->n_complete_ids;
+}

@@ -1,0 +1,147 @@
+/* session.h — the swarm engine for one torrent: per-peer protocol state machines, request scheduling,
+ * choking, piece verification, HAVE broadcast, peer exchange. Sans-I/O for the network: the event loop feeds
+ * received bytes into peer->in and sends whatever appears in peer->out; the session never touches a socket.
+ * Storage goes through struct store (pread/pwrite on the target).
+ *
+ * Rules kept here: only blocks this peer was asked for are written, at offsets inside the torrent; a piece is
+ * announced (HAVE) only after its SHA-1 matched; memory per peer is bounded (input ≤ one message, output ≤ a
+ * watermark, request queues capped). */
+#ifndef DS_SESSION_H
+#define DS_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bitfield.h"
+#include "buf.h"
+#include "err.h"
+#include "metainfo.h"
+#include "picker.h"
+#include "store.h"
+#include "tracker_client.h"
+#include "wire.h"
+
+#define SESSION_MAX_PEER_REQS 512    /* requests a peer may queue at us; more is a flood: drop it */
+#define SESSION_MAX_CANDIDATES 2048
+
+struct session_config {
+    const struct metainfo *mi;
+    struct store *store;
+    uint8_t peer_id[20];
+    uint16_t listen_port;           /* advertised in the extension handshake (0 = none) */
+    bool have_all;                  /* seeding from a trusted source: all pieces present without hashing */
+    uint32_t max_peers;             /* connections, default 64 */
+    uint32_t upload_slots;          /* unchoked peers, default 64 (cooperative LAN: everyone interested) */
+    uint32_t pipeline;              /* outstanding block requests per peer, default 128 */
+    uint32_t block_size;            /* default WIRE_BLOCK_SIZE */
+    size_t out_watermark;           /* stop filling a peer's output above this many bytes, default 256 KiB */
+    uint64_t seed;                  /* RNG seed for piece tie-breaks (0: from peer_id) */
+};
+
+enum peer_state { PS_HANDSHAKE = 0, PS_ACTIVE, PS_CLOSED };
+
+struct peer_req {                   /* a block request, ours or theirs */
+    uint32_t piece, begin, length;
+};
+
+struct sess_peer {
+    uint16_t slot;                  /* small id, reused after the peer is freed */
+    enum peer_state state;
+    bool outgoing;
+    struct peer_addr addr;          /* remote socket address */
+    struct peer_addr listen;        /* where it accepts connections (outgoing: addr; incoming: from ext 'p') */
+    bool listen_known;
+    int cand;                       /* index of the candidate entry it came from, or -1 */
+    uint8_t peer_id[20];
+    char client[64];                /* 'v' from the extension handshake */
+
+    struct buf in, out;
+    bool handshake_sent;
+    bool closing;                   /* the loop must close it; reason says why */
+    char reason[160];
+
+    bool fast, extended;            /* BEP 6 / BEP 10 negotiated */
+    uint8_t ut_pex_id;              /* peer's id for ut_pex, 0 = unsupported */
+    bool am_choking, am_interested, peer_choking, peer_interested;
+    bool got_bitfield;
+    struct bitfield have;
+    uint32_t wanted;                /* pieces it has that we lack */
+    bool seen_complete;
+
+    struct peer_req *ours;          /* our outstanding requests to it */
+    size_t n_ours, cap_ours;
+    struct peer_req *theirs;        /* its requests to us, FIFO */
+    size_t n_theirs, head_theirs, cap_theirs;
+
+    uint64_t t_connected, t_last_recv, t_last_send, t_last_block, t_last_pex;
+    uint64_t bytes_down, bytes_up;  /* payload */
+    uint32_t strikes;               /* hash failures it contributed to */
+};
+
+struct session_stats {
+    uint32_t pieces_have, num_pieces;
+    uint64_t bytes_have, total_bytes;
+    uint64_t payload_down, payload_up;
+    uint32_t peers, seeds;
+    uint32_t hash_failures;
+    uint32_t peers_seen_complete;
+};
+
+struct candidate {
+    struct peer_addr addr;
+    uint64_t next_try;
+    uint32_t fails;
+    bool connected;
+    bool banned;                    /* self, or sent corrupt data */
+};
+
+struct session {
+    struct session_config cfg;
+    const struct metainfo *mi;
+    struct store *store;
+    struct bitfield have;
+    uint64_t bytes_have;
+    struct picker picker;
+    struct sess_peer **peers;       /* indexed by slot; NULL when free */
+    uint32_t n_slots;
+    uint32_t n_peers;
+    struct candidate *cands;
+    size_t n_cands;
+    uint8_t (*complete_ids)[20];    /* distinct peer ids seen with every piece */
+    size_t n_complete_ids;
+    uint8_t (*banned_ids)[20];
+    size_t n_banned_ids;
+    uint64_t payload_down, payload_up;
+    uint32_t hash_failures;
+    bool fatal;                     /* a storage error: the loop must stop; fatal_err says why */
+    struct ds_err fatal_err;
+    uint8_t *blockbuf;              /* scratch for read-back hashing */
+};
+
+int session_init(struct session *s, const struct session_config *cfg, struct ds_err *e);
+void session_free(struct session *s);
+
+/* A new TCP connection (outgoing: we dialled addr; cand = candidate index or -1). NULL when full. */
+struct sess_peer *session_peer_new(struct session *s, const struct peer_addr *addr, bool outgoing, int cand,
+                                   uint64_t now);
+/* Bytes were appended to p->in: process every complete message. */
+void session_peer_input(struct session *s, struct sess_peer *p, uint64_t now);
+/* Top up p->out with requested blocks while it holds less than the watermark. */
+void session_peer_fill(struct session *s, struct sess_peer *p, uint64_t now);
+/* The connection is gone (closed by either side): release everything it held and free it. */
+void session_peer_free(struct session *s, struct sess_peer *p);
+/* Timers: keep-alives, time-outs, peer exchange, requests. Call about once a second. */
+void session_tick(struct session *s, uint64_t now);
+
+/* Peer addresses learned from trackers, PEX or the command line. */
+void session_add_candidate(struct session *s, const struct peer_addr *a);
+/* A candidate worth dialling now (marks it as being tried); -1 when none. */
+int session_next_candidate(struct session *s, uint64_t now);
+/* An outgoing connection to candidate i failed before a peer existed. */
+void session_candidate_failed(struct session *s, int i, uint64_t now);
+
+bool session_complete(const struct session *s);
+void session_stats(const struct session *s, struct session_stats *st);
+
+#endif

@@ -1,0 +1,47 @@
+/* store.h — piece storage on a device or file through the extent map.
+ *
+ * Torrent byte ranges are translated to device ranges with the extent map; every pread/pwrite result is checked
+ * and short transfers are continued. Writes are only ever made inside the map's non-pad extents: a write whose
+ * torrent range lies outside [0, total) is refused, so nothing outside the torrent's extents can be touched.
+ * Pad extents read as zeros and are skipped on write. Memory use is bounded (hashing reads in chunks). */
+#ifndef DS_STORE_H
+#define DS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "extent_map.h"
+#include "metainfo.h"
+
+struct store {
+    int fd;
+    bool writable;
+    bool is_blockdev;
+    uint64_t dev_size;
+    const struct metainfo *mi;
+    const struct extent_map *map;
+    char *path;
+};
+
+enum store_mode {
+    STORE_READ,        /* seeding from a trusted source */
+    STORE_WRITE,       /* fetch target: checked not mounted; block devices must be big enough; files are grown */
+};
+
+int store_open(struct store *s, const char *path, enum store_mode mode, const struct metainfo *mi,
+               const struct extent_map *map, struct ds_err *e);
+void store_close(struct store *s);
+
+/* Read/write len bytes at torrent offset off (may span extents). */
+int store_read(struct store *s, uint64_t off, void *buf, size_t len, struct ds_err *e);
+int store_write(struct store *s, uint64_t off, const void *buf, size_t len, struct ds_err *e);
+
+/* SHA-1 of piece i as stored, compared with the torrent. 1 = match, 0 = mismatch, -1 = I/O error. */
+int store_check_piece(struct store *s, uint32_t piece, struct ds_err *e);
+
+/* Flush written data to stable storage (fdatasync). */
+int store_sync(struct store *s, struct ds_err *e);
+
+#endif
