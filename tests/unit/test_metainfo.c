@@ -386,6 +386,32 @@ TEST(build_known_infohash)
     buf_free(&out);
 }
 
+TEST(build_pads_and_big_offsets)
+{
+    const struct extent ext[] = {{.dev_off = 0xfedcba9876543210ULL, .len = 10},
+                                 {.len = 6, .pad = true},
+                                 {.dev_off = 0x10, .len = 20}};
+    static uint8_t h[60]; /* 36 bytes at piece length 16: 3 pieces */
+    struct buf out = {0};
+    struct ds_err e;
+    CHECK(metainfo_build_ezio("sda", ext, 3, 16, h, NULL, 0, NULL, false, &out, &e) == 0);
+    struct metainfo *mi = NULL;
+    CHECK(metainfo_parse(out.data, out.len, &mi, &e) == 0);
+    if (mi) {
+        CHECK_EQ_INT(mi->num_files, 3);
+        CHECK_STR(mi->files[0].path, "0000000000000000fedcba9876543210");
+        CHECK(mi->files[1].is_pad && !mi->files[0].is_pad && !mi->files[2].is_pad);
+        CHECK_STR(mi->files[1].path, ".pad/6");
+        struct extent_map m;
+        CHECK(extent_map_from_metainfo(mi, &m, &e) == 0);
+        CHECK(m.n == 3 && m.ext[0].dev_off == 0xfedcba9876543210ULL && m.ext[1].pad && m.ext[2].tor_off == 16);
+        CHECK(m.dev_bytes == 30 && m.dev_end == 0xfedcba9876543210ULL + 10);
+        extent_map_free(&m);
+    }
+    metainfo_free(mi);
+    buf_free(&out);
+}
+
 TEST(build_rejects)
 {
     const struct extent ovl[] = {{.dev_off = 0, .len = 1000}, {.dev_off = 999, .len = 10}};
@@ -483,6 +509,7 @@ int main(void)
     RUN(v2_and_hybrid);
     RUN(pad_files);
     RUN(build_known_infohash);
+    RUN(build_pads_and_big_offsets);
     RUN(build_rejects);
     RUN(truncated_prefixes);
     RUN(load_file);
