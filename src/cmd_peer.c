@@ -30,7 +30,7 @@ struct peer_opts {
     const char *peers[MAX_CLI_PEERS];
     size_t n_peers;
     bool verify;
-    bool json, quiet, no_tracker;
+    bool json, quiet, no_tracker, verbose;
     int64_t seed_time;      /* seconds; -1 = not given */
     uint64_t expect;        /* 0 = not given */
     uint64_t max_peers;
@@ -52,6 +52,13 @@ static void on_signal(void *ctx, int fd)
     }
 }
 
+static void log_line(void *ctx, const char *msg)
+{
+    struct progress *pg = ctx;
+    progress_clear(pg);
+    fprintf(stderr, "%s: %s\n", pg->role, msg);
+}
+
 static void usage(FILE *f, bool fetch)
 {
     if (fetch)
@@ -71,7 +78,8 @@ static void usage(FILE *f, bool fetch)
           "                         (with --seed-time as an upper bound; fetch counts itself)\n"
           "  --max-peers N          connections at most (default 64)\n"
           "  --json                 one JSON status object per line on stdout\n"
-          "  --quiet                no progress output\n",
+          "  --quiet                no progress output\n"
+          "  --verbose              log peer connections and disconnections to stderr\n",
           f);
     if (!fetch)
         fputs("  --verify               hash every piece of the source before serving\n", f);
@@ -80,7 +88,7 @@ static void usage(FILE *f, bool fetch)
 static int parse_opts(int argc, char **argv, struct peer_opts *o)
 {
     enum { O_TO = 256, O_FROM, O_LISTEN, O_PEER, O_VERIFY, O_SEEDTIME, O_EXPECT, O_JSON, O_QUIET, O_NOTRACKER,
-           O_MAXPEERS, O_PIPELINE, O_HELP };
+           O_MAXPEERS, O_PIPELINE, O_HELP, O_VERBOSE };
     static const struct option lo[] = {
         {"to", required_argument, 0, O_TO},           {"from", required_argument, 0, O_FROM},
         {"listen", required_argument, 0, O_LISTEN},   {"peer", required_argument, 0, O_PEER},
@@ -88,7 +96,8 @@ static int parse_opts(int argc, char **argv, struct peer_opts *o)
         {"expect", required_argument, 0, O_EXPECT},   {"json", no_argument, 0, O_JSON},
         {"quiet", no_argument, 0, O_QUIET},           {"no-tracker", no_argument, 0, O_NOTRACKER},
         {"max-peers", required_argument, 0, O_MAXPEERS}, {"pipeline", required_argument, 0, O_PIPELINE},
-        {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0},
+        {"help", no_argument, 0, O_HELP},             {"verbose", no_argument, 0, O_VERBOSE},
+        {0, 0, 0, 0},
     };
     o->seed_time = -1;
     o->listen = "6881";
@@ -133,6 +142,7 @@ static int parse_opts(int argc, char **argv, struct peer_opts *o)
             break;
         case O_JSON: o->json = true; break;
         case O_QUIET: o->quiet = true; break;
+        case O_VERBOSE: o->verbose = true; break;
         case O_NOTRACKER: o->no_tracker = true; break;
         case O_MAXPEERS:
             if (cli_parse_uint(optarg, 4096, &o->max_peers) || !o->max_peers) {
@@ -232,6 +242,10 @@ static int run_peer(struct peer_opts *o)
     cfg.have_all = !o->fetch;
     cfg.max_peers = (uint32_t)o->max_peers;
     cfg.pipeline = (uint32_t)o->pipeline;
+    if (o->verbose) {
+        cfg.log = log_line;
+        cfg.log_ctx = &pg;
+    }
     if (session_init(&s, &cfg, &e)) {
         cli_error("%s", e.msg);
         goto out;

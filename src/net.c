@@ -133,6 +133,10 @@ static void conn_close(struct net *n, struct net_conn *c)
         close(c->fd);
     }
     if (c->peer) {
+        char a[80];
+        peer_addr_format(&c->peer->addr, a, sizeof a);
+        session_log(n->s, "peer %s (%s) disconnected: %s", a, c->peer->client[0] ? c->peer->client : "?",
+                    c->peer->reason[0] ? c->peer->reason : "closed");
         n->conns[c->peer->slot] = NULL;
         session_peer_free(n->s, c->peer);
     }
@@ -221,6 +225,9 @@ static void on_accept(struct net *n, uint64_t now)
             return;
         tune_socket(fd);
         struct sess_peer *p = session_peer_new(n->s, &a, false, -1, now);
+        char as[80];
+        peer_addr_format(&a, as, sizeof as);
+        session_log(n->s, "incoming connection from %s%s", as, p ? "" : " refused: too many peers");
         if (!p) {
             close(fd);
             continue;
@@ -299,6 +306,9 @@ static void on_connected(struct net *n, struct net_conn *c, uint64_t now)
         free(c);
         return;
     }
+    char as[80];
+    peer_addr_format(&c->addr, as, sizeof as);
+    session_log(n->s, "connected to %s", as);
     c->connecting = false;
     c->peer = p;
     n->conns[p->slot] = c;

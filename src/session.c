@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,18 @@ static void oom(struct session *s)
         s->fatal = true;
         ds_errf(&s->fatal_err, "out of memory");
     }
+}
+
+void session_log(const struct session *s, const char *fmt, ...)
+{
+    if (!s->cfg.log)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s->cfg.log(s->cfg.log_ctx, msg);
 }
 
 static void mark_sent(struct sess_peer *p, uint64_t now) { p->t_last_send = now; }
@@ -675,11 +688,13 @@ fail:
 
 static void handle_msg(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
 {
+    /* The piece state (bitfield / have-all / have-none) must come before any other piece information; other
+     * clients put their extension handshake first, so only HAVE-type messages count as "other". */
     bool first = !p->got_bitfield;
-    p->got_bitfield = true; /* the bitfield may only be the first message */
+    if (m->type == WM_HAVE || m->type == WM_BITFIELD || m->type == WM_HAVE_ALL || m->type == WM_HAVE_NONE)
+        p->got_bitfield = true;
     switch (m->type) {
     case WM_KEEPALIVE:
-        p->got_bitfield = !first;
         break;
     case WM_CHOKE:
         p->peer_choking = true;
@@ -798,9 +813,9 @@ static void on_handshake(struct session *s, struct sess_peer *p, const struct wi
     p->state = PS_ACTIVE;
     if (p->cand >= 0)
         s->cands[p->cand].fails = 0;
+    send_have_state(s, p); /* BEP 3: the bitfield is the first message after the handshake */
     if (p->extended)
         send_ext_handshake(s, p);
-    send_have_state(s, p);
     mark_sent(p, now);
 }
 

@@ -37,6 +37,9 @@ struct session_config {
     uint32_t block_size;            /* default WIRE_BLOCK_SIZE */
     size_t out_watermark;           /* stop filling a peer's output above this many bytes, default 256 KiB */
     uint64_t seed;                  /* RNG seed for piece tie-breaks (0: from peer_id) */
+    /* optional: peer connects/disconnects and other notable events, for --verbose */
+    void (*log)(void *ctx, const char *msg);
+    void *log_ctx;
 };
 
 enum peer_state { PS_HANDSHAKE = 0, PS_ACTIVE, PS_CLOSED };
@@ -140,6 +143,9 @@ void session_add_candidate(struct session *s, const struct peer_addr *a);
 int session_next_candidate(struct session *s, uint64_t now);
 /* An outgoing connection to candidate i failed before a peer existed. */
 void session_candidate_failed(struct session *s, int i, uint64_t now);
+
+/* Report an event through cfg.log (no-op without one). */
+void session_log(const struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 bool session_complete(const struct session *s);
 void session_stats(const struct session *s, struct session_stats *st);
