@@ -72,8 +72,10 @@ struct sess_peer {
     uint32_t wanted;                /* pieces it has that we lack */
     bool seen_complete;
 
-    struct peer_req *ours;          /* our outstanding requests to it */
+    struct peer_req *ours;          /* our outstanding requests to it (may span several picker blocks) */
     size_t n_ours, cap_ours;
+    uint64_t ours_bytes;            /* bytes requested and not yet received */
+    uint32_t max_req;               /* largest request it serves: 16 KiB, more for diskswarm peers */
     struct peer_req *theirs;        /* its requests to us, FIFO */
     size_t n_theirs, head_theirs, cap_theirs;
 
