@@ -35,6 +35,7 @@ static void partial_free(struct partial *pp)
     free(pp->state);
     free(pp->reqs);
     free(pp->first_slot);
+    free(pp->second_slot);
     free(pp->from);
     free(pp);
 }
@@ -122,14 +123,15 @@ static struct partial *partial_new(struct picker *p, uint32_t piece)
     pp->state = calloc(pp->nblocks, 1);
     pp->reqs = calloc(pp->nblocks, 1);
     pp->first_slot = malloc(pp->nblocks * sizeof *pp->first_slot);
+    pp->second_slot = malloc(pp->nblocks * sizeof *pp->second_slot);
     pp->from = malloc(pp->nblocks * sizeof *pp->from);
-    if (!pp->state || !pp->reqs || !pp->first_slot || !pp->from || sha1_init(&pp->sha)) {
+    if (!pp->state || !pp->reqs || !pp->first_slot || !pp->second_slot || !pp->from || sha1_init(&pp->sha)) {
         partial_free(pp);
         return NULL;
     }
     pp->sha_live = true;
     for (uint32_t i = 0; i < pp->nblocks; i++)
-        pp->first_slot[i] = pp->from[i] = PICKER_NO_SLOT;
+        pp->first_slot[i] = pp->second_slot[i] = pp->from[i] = PICKER_NO_SLOT;
     p->partial_of[piece] = (int32_t)p->n_partials;
     p->partials[p->n_partials++] = pp;
     return pp;
@@ -198,8 +200,13 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_have, uint16_t 
         if (pp->n_unrequested > 0 || !bitfield_get(peer_have, pp->piece))
             continue;
         for (uint32_t b = 0; b < pp->nblocks && n < max; b++) {
-            if (pp->state[b] != BLK_REQUESTED || pp->reqs[b] >= 2 || pp->first_slot[b] == slot)
+            if (pp->state[b] != BLK_REQUESTED || pp->reqs[b] >= 2 || pp->first_slot[b] == slot ||
+                pp->second_slot[b] == slot)
                 continue;
+            if (pp->first_slot[b] == PICKER_NO_SLOT)
+                pp->first_slot[b] = slot;
+            else
+                pp->second_slot[b] = slot;
             pp->reqs[b]++;
             out[n].piece = pp->piece;
             out[n].begin = b * p->block_size;
@@ -224,13 +231,20 @@ void picker_release(struct picker *p, uint32_t piece, uint32_t begin, uint16_t s
     uint32_t b;
     if (!pp || block_of(p, pp, begin, &b) || pp->state[b] != BLK_REQUESTED)
         return;
+    /* only a peer that holds a request for the block can release one */
+    if (pp->first_slot[b] == slot) {
+        pp->first_slot[b] = pp->second_slot[b];
+        pp->second_slot[b] = PICKER_NO_SLOT;
+    } else if (pp->second_slot[b] == slot) {
+        pp->second_slot[b] = PICKER_NO_SLOT;
+    } else {
+        return;
+    }
     if (pp->reqs[b] > 0)
         pp->reqs[b]--;
-    if (pp->first_slot[b] == slot)
-        pp->first_slot[b] = PICKER_NO_SLOT;
     if (pp->reqs[b] == 0) {
         pp->state[b] = BLK_MISSING;
-        pp->first_slot[b] = PICKER_NO_SLOT;
+        pp->first_slot[b] = pp->second_slot[b] = PICKER_NO_SLOT;
         pp->n_unrequested++;
     }
 }

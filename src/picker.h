@@ -24,6 +24,7 @@ struct partial {
     uint8_t *state;              /* enum block_state per block */
     uint8_t *reqs;               /* outstanding requests per block (endgame may make it 2) */
     uint16_t *first_slot;        /* peer slot of the first outstanding request per block */
+    uint16_t *second_slot;       /* peer slot of the endgame duplicate, if any */
     uint16_t *from;              /* peer slot that delivered each received block */
     /* incremental hashing: blocks [0, hashed) have been fed to sha in order */
     struct sha1_ctx sha;

@@ -537,6 +537,24 @@ static void on_cancel(struct sess_peer *p, const struct wire_msg *m)
     }
 }
 
+/* Is every picker block of r received already (or its piece verified)? */
+static bool range_received(struct session *s, const struct peer_req *r)
+{
+    if (bitfield_get(&s->have, r->piece))
+        return true;
+    struct partial *pp = picker_partial(&s->picker, r->piece);
+    if (!pp)
+        return false;
+    for (uint32_t off = 0; off < r->length; off += s->cfg.block_size) {
+        uint32_t b = (r->begin + off) / s->cfg.block_size;
+        if (b >= pp->nblocks || pp->state[b] != BLK_RECEIVED)
+            return false;
+    }
+    return true;
+}
+
+/* Endgame: a block just arrived; cancel requests elsewhere that can no longer bring anything new. A merged
+ * request is cancelled once every block it covers has arrived. */
 static void cancel_elsewhere(struct session *s, struct sess_peer *from, uint32_t piece, uint32_t begin,
                              uint32_t length, uint64_t now)
 {
@@ -544,10 +562,18 @@ static void cancel_elsewhere(struct session *s, struct sess_peer *from, uint32_t
         struct sess_peer *q = s->peers[i];
         if (!q || q == from || q->state != PS_ACTIVE)
             continue;
-        if (ours_take(q, piece, begin, length)) {
-            if (wire_put_block_ref(&q->out, WM_CANCEL, piece, begin, length))
+        for (size_t k = 0; k < q->n_ours; k++) {
+            struct peer_req r = q->ours[k];
+            if (r.piece != piece || begin < r.begin || begin + length > r.begin + r.length)
+                continue;
+            if (r.length != length && !range_received(s, &r))
+                break;
+            ours_take(q, r.piece, r.begin, r.length);
+            release_range(s, q, &r);
+            if (wire_put_block_ref(&q->out, WM_CANCEL, r.piece, r.begin, r.length))
                 oom(s);
             mark_sent(q, now);
+            break;
         }
     }
 }
@@ -649,8 +675,16 @@ static void on_ext_handshake(struct session *s, struct sess_peer *p, const uint8
     if (mr && mr->u.i >= (int64_t)s->cfg.block_size)
         p->max_req = mr->u.i > (int64_t)WIRE_MAX_BLOCK ? WIRE_MAX_BLOCK : (uint32_t)mr->u.i;
     const struct bnode *dss = bdict_get_int(doc.root, "ds_seed");
-    if (dss && dss->u.i == 1)
-        p->seen_complete = true; /* an original seeder is not one of the machines being deployed */
+    if (dss && dss->u.i == 1) {
+        /* an original seeder is not one of the machines being deployed; its have-all came first */
+        p->seen_complete = true;
+        for (size_t i = 0; i < s->n_complete_ids; i++)
+            if (!memcmp(s->complete_ids[i], p->peer_id, 20)) {
+                memmove(s->complete_ids[i], s->complete_ids[i + 1], (s->n_complete_ids - i - 1) * 20);
+                s->n_complete_ids--;
+                break;
+            }
+    }
     bdoc_free(&doc);
 }
 
@@ -828,6 +862,9 @@ static void on_handshake(struct session *s, struct sess_peer *p, const struct wi
     if (!memcmp(hs->peer_id, s->cfg.peer_id, 20)) {
         if (p->cand >= 0)
             s->cands[p->cand].banned = true;
+        /* answer before closing, so that our dialling side sees its own id too and bans the address */
+        if (!p->handshake_sent)
+            send_handshake(s, p, now);
         peer_close(p, "connected to ourselves");
         return;
     }
