@@ -13,6 +13,8 @@ int cmd_make_torrent(int argc, char **argv);
 int cmd_seed(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_capture(int argc, char **argv);
+int cmd_tracker(int argc, char **argv);
 
 /* Print "diskswarm: <msg>\n" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -40,7 +40,8 @@ int main(int argc, char **argv)
         int (*fn)(int, char **);
     } cmds[] = {
         {"info", cmd_info},     {"make-torrent", cmd_make_torrent}, {"seed", cmd_seed},
-        {"fetch", cmd_fetch},   {"verify", cmd_verify},
+        {"fetch", cmd_fetch},   {"verify", cmd_verify}, {"capture", cmd_capture},
+        {"tracker", cmd_tracker},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name))
