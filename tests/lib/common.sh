@@ -19,6 +19,8 @@ DISKSWARM=${DISKSWARM:-$DS_ROOT/build/diskswarm}
 # The Debian python (with python3-libtorrent etc.); a pyenv python on PATH lacks Debian's modules.
 DS_PY=${DS_PY:-/usr/bin/python3}
 [ -x "$DS_PY" ] || DS_PY=python3
+DSTOOL=$DS_ROOT/tests/lib/dstool.py
+dstool() { "$DS_PY" "$DSTOOL" "$@"; }
 
 DS_PASSED=0 DS_FAILED=0 DS_SKIPPED=0
 DS_PIDS=() DS_MOUNTS=() DS_LOOPS=() DS_NETNS=() DS_LINKS=() DS_PORTS=()
@@ -93,6 +95,15 @@ ds_bg() {
     DS_PIDS+=("$DS_BG_PID")
 }
 
+# ds_bg_split OUTFILE ERRFILE CMD...: like ds_bg with stdout and stderr in separate files.
+ds_bg_split() {
+    local out=$1 err=$2
+    shift 2
+    "$@" >"$out" 2>"$err" </dev/null &
+    DS_BG_PID=$!
+    DS_PIDS+=("$DS_BG_PID")
+}
+
 # ds_losetup FILE [losetup options...]: attach FILE to a free loop device, register it, print the device.
 ds_losetup() {
     local file=$1 dev
@@ -153,6 +164,20 @@ wait_for_exit() {
         sleep 0.2
     done
     wait "$pid"
+}
+
+# wait_port PORT TIMEOUT_SEC [NETNS]: wait until something listens on TCP PORT (in NETNS if given).
+wait_port() {
+    local port=$1 timeout=$2 ns=${3:-} n
+    for ((n = 0; n < timeout * 10; n++)); do
+        if [ -n "$ns" ]; then
+            ip netns exec "$ns" ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
+        else
+            ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
+        fi
+        sleep 0.1
+    done
+    return 1
 }
 
 # kill_and_wait PID [TIMEOUT_SEC]: SIGTERM, wait up to TIMEOUT (default 10 s), SIGKILL; returns the exit status.
