@@ -223,6 +223,29 @@ static void send_have_state(struct session *s, struct sess_peer *p)
         oom(s);
 }
 
+static bool in_set(const uint32_t *set, uint32_t n, uint32_t v)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (set[i] == v)
+            return true;
+    return false;
+}
+
+/* BEP 6: grant an IPv4 peer its allowed-fast set, so a choked peer can still start. */
+static void send_allowed_fast(struct session *s, struct sess_peer *p)
+{
+    if (!p->fast || p->addr.ss.ss_family != AF_INET || s->have.count == 0)
+        return;
+    const struct sockaddr_in *sin = (const void *)&p->addr.ss;
+    uint8_t ip[4];
+    memcpy(ip, &sin->sin_addr, 4);
+    p->n_fast_out = (uint32_t)wire_allowed_fast_set(ip, s->mi->info_hash, s->mi->num_pieces, SESSION_ALLOWED_FAST,
+                                                    p->fast_out);
+    for (uint32_t i = 0; i < p->n_fast_out; i++)
+        if (bitfield_get(&s->have, p->fast_out[i]) && wire_put_index(&p->out, WM_ALLOWED_FAST, p->fast_out[i]))
+            oom(s);
+}
+
 static void update_interest(struct session *s, struct sess_peer *p, uint64_t now)
 {
     if (p->state != PS_ACTIVE)
@@ -309,10 +332,21 @@ static void release_ours(struct session *s, struct sess_peer *p)
  * per-message and per-syscall cost eightfold on both sides; other clients get standard 16 KiB requests. */
 static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
 {
-    if (p->state != PS_ACTIVE || p->closing || p->peer_choking || !p->am_interested)
+    if (p->state != PS_ACTIVE || p->closing || !p->am_interested)
         return;
     if (s->have.count == s->have.nbits)
         return;
+    /* choked: only the pieces it declared allowed-fast (BEP 6) */
+    struct bitfield fastonly = {0};
+    const struct bitfield *from = &p->have;
+    if (p->peer_choking) {
+        if (p->n_fast_in == 0 || bitfield_init(&fastonly, p->have.nbits))
+            return;
+        for (uint32_t i = 0; i < p->n_fast_in; i++)
+            if (bitfield_get(&p->have, p->fast_in[i]))
+                bitfield_set(&fastonly, p->fast_in[i]);
+        from = &fastonly;
+    }
     struct block_req reqs[64];
     if (p->n_ours == 0)
         p->t_last_block = now; /* the stall clock starts with the first outstanding request */
@@ -321,7 +355,7 @@ static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
         uint64_t want = (budget - p->ours_bytes + s->cfg.block_size - 1) / s->cfg.block_size;
         if (want > 64)
             want = 64;
-        size_t n = picker_pick(&s->picker, &p->have, p->slot, reqs, (size_t)want);
+        size_t n = picker_pick(&s->picker, from, p->slot, reqs, (size_t)want);
         if (n == 0)
             break;
         for (size_t i = 0; i < n;) {
@@ -331,11 +365,13 @@ static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
                 r.length += reqs[i++].length;
             if (ours_push(p, &r) || wire_put_block_ref(&p->out, WM_REQUEST, r.piece, r.begin, r.length)) {
                 oom(s);
-                return;
+                goto out;
             }
         }
         mark_sent(p, now);
     }
+out:
+    bitfield_free(&fastonly);
 }
 
 static void fill_all_requests(struct session *s, uint64_t now)
@@ -495,7 +531,8 @@ static void on_request(struct session *s, struct sess_peer *p, const struct wire
         peer_close(p, "request outside the piece");
         return;
     }
-    if (p->am_choking || !bitfield_get(&s->have, m->index)) {
+    bool allowed = !p->am_choking || in_set(p->fast_out, p->n_fast_out, m->index);
+    if (!allowed || !bitfield_get(&s->have, m->index)) {
         if (p->fast) {
             if (wire_put_block_ref(&p->out, WM_REJECT, m->index, m->begin, m->length))
                 oom(s);
@@ -848,8 +885,20 @@ static void handle_msg(struct session *s, struct sess_peer *p, const struct wire
         else if (m->ext_id == OUR_UT_PEX_ID)
             on_pex(s, m->data, m->data_len);
         break;
+    case WM_ALLOWED_FAST:
+        if (!p->fast) {
+            peer_close(p, "ALLOWED_FAST without the fast extension");
+            return;
+        }
+        if (m->index < s->mi->num_pieces && p->n_fast_in < SESSION_ALLOWED_FAST &&
+            !in_set(p->fast_in, p->n_fast_in, m->index)) {
+            p->fast_in[p->n_fast_in++] = m->index;
+            if (p->peer_choking)
+                fill_requests(s, p, now);
+        }
+        break;
     default:
-        break; /* PORT, SUGGEST, ALLOWED_FAST and unknown ids: nothing to do */
+        break; /* PORT, SUGGEST and unknown ids: nothing to do */
     }
 }
 
@@ -901,6 +950,7 @@ static void on_handshake(struct session *s, struct sess_peer *p, const struct wi
     send_have_state(s, p); /* BEP 3: the bitfield is the first message after the handshake */
     if (p->extended)
         send_ext_handshake(s, p);
+    send_allowed_fast(s, p);
     mark_sent(p, now);
 }
 
@@ -958,7 +1008,7 @@ void session_peer_fill(struct session *s, struct sess_peer *p, uint64_t now)
         p->n_theirs--;
         if (p->n_theirs == 0)
             p->head_theirs = 0;
-        if (p->am_choking || !bitfield_get(&s->have, r.piece))
+        if ((p->am_choking && !in_set(p->fast_out, p->n_fast_out, r.piece)) || !bitfield_get(&s->have, r.piece))
             continue;
         if (wire_put_piece_header(&p->out, r.piece, r.begin, r.length)) {
             oom(s);

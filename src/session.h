@@ -24,6 +24,7 @@
 
 #define SESSION_MAX_PEER_REQS 512    /* requests a peer may queue at us; more is a flood: drop it */
 #define SESSION_MAX_CANDIDATES 2048
+#define SESSION_ALLOWED_FAST 10      /* BEP 6 allowed-fast set size we grant and accept */
 
 struct session_config {
     const struct metainfo *mi;
@@ -82,6 +83,11 @@ struct sess_peer {
     uint64_t t_connected, t_last_recv, t_last_send, t_last_block, t_last_pex;
     uint64_t bytes_down, bytes_up;  /* payload */
     uint32_t strikes;               /* hash failures it contributed to */
+    /* BEP 6 allowed-fast: pieces it lets us request while choked, and pieces we let it request */
+    uint32_t fast_in[SESSION_ALLOWED_FAST];
+    uint32_t n_fast_in;
+    uint32_t fast_out[SESSION_ALLOWED_FAST];
+    uint32_t n_fast_out;
 };
 
 struct session_stats {

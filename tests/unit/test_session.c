@@ -235,7 +235,7 @@ static struct peer_addr fake_addr(int n)
     struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
     sin->sin_family = AF_INET;
     sin->sin_port = htons((uint16_t)(6881 + n));
-    sin->sin_addr.s_addr = htonl(0x0A000000u | (uint32_t)n);
+    sin->sin_addr.s_addr = htonl(0xC6120000u | (uint32_t)n); /* 198.18.0.n: never contacted */
     a.len = sizeof *sin;
     return a;
 }
@@ -689,6 +689,72 @@ TEST(unrequested_piece_is_not_written)
     buf_free(&b);
     raw_close(&r);
     node_free(&F);
+}
+
+/* BEP 6 allowed-fast: while choked, a fetcher requests only pieces the peer declared allowed-fast; a seeder
+ * grants its set to an IPv4 peer and serves those pieces even while choking it. */
+TEST(allowed_fast_both_directions)
+{
+    struct node F;
+    CHECK(node_fetcher_cfg(&F, 2, 4) == 0);
+    uint64_t now = 1000;
+    struct raw r;
+    raw_open(&r, &F, false, 9, now);
+    raw_hello(&r, WM_HAVE_ALL, now);
+    CHECK_EQ_INT(r.n_reqs, 0); /* choked, nothing allowed yet */
+    struct buf b = {0};
+    wire_put_index(&b, WM_ALLOWED_FAST, 3);
+    raw_send(&r, &b, ++now);
+    raw_recv(&r, now);
+    CHECK(r.n_reqs > 0);
+    for (size_t i = 0; i < r.n_reqs; i++)
+        CHECK_EQ_INT(r.reqs[i].piece, 3);
+    /* an index beyond the torrent is ignored, not requested */
+    size_t before = r.n_reqs;
+    wire_put_index(&b, WM_ALLOWED_FAST, NPIECES + 5);
+    raw_send(&r, &b, ++now);
+    raw_recv(&r, now);
+    CHECK_EQ_INT(r.n_reqs, before);
+    CHECK(!r.p->closing);
+    buf_free(&b);
+    raw_close(&r);
+    node_free(&F);
+
+    /* seeder side: the granted set arrives after the handshake; a request for a granted piece is served
+     * while the peer is still choked (it never said INTERESTED), any other piece is rejected */
+    struct node S;
+    CHECK(node_seeder(&S, 1, -1) == 0);
+    struct raw q;
+    raw_open(&q, &S, false, 7, now);
+    raw_hello(&q, WM_HAVE_NONE, now);
+    uint32_t granted = UINT32_MAX;
+    CHECK(q.count[WM_ALLOWED_FAST] > 0);
+    CHECK(q.p->n_fast_out > 0);
+    if (q.p->n_fast_out > 0)
+        granted = q.p->fast_out[0];
+    uint32_t other = 0;
+    while (other < NPIECES && other == granted)
+        other++;
+    bool other_granted = false;
+    for (uint32_t i = 0; i < q.p->n_fast_out; i++)
+        if (q.p->fast_out[i] == other)
+            other_granted = true;
+    struct buf rb = {0};
+    wire_put_block_ref(&rb, WM_REQUEST, granted, 0, BLK);
+    raw_send(&q, &rb, ++now);
+    raw_recv(&q, now);
+    CHECK_EQ_INT(q.piece_bytes, BLK);
+    if (!other_granted) {
+        wire_put_block_ref(&rb, WM_REQUEST, other, 0, BLK);
+        raw_send(&q, &rb, ++now);
+        raw_recv(&q, now);
+        CHECK_EQ_INT(q.piece_bytes, BLK);
+        CHECK_EQ_INT(q.count[WM_REJECT], 1);
+    }
+    CHECK(!q.p->closing);
+    buf_free(&rb);
+    raw_close(&q);
+    node_free(&S);
 }
 
 /* Handshake, HAVE_ALL and an extension handshake offering 128 KiB requests, then UNCHOKE. */
@@ -1167,6 +1233,7 @@ int main(void)
     RUN(bitfield_wrong_length);
     RUN(request_flood);
     RUN(connect_to_ourselves);
+    RUN(allowed_fast_both_directions);
     RUN(self_dial_through_the_pipe_bans_the_candidate);
     RUN(original_seeder_not_counted_as_deployed_machine);
     fixture_free();
