@@ -109,12 +109,12 @@ transfer_case() {
     sport=$(free_port); fport=$(free_port)
     ix_check "diskswarm seed --from source.img serves the Clonezilla torrent"
     ds_bg "$DS_TMP/seed.log" timeout -k 5 $((IX_TIMEOUT + 60)) \
-        "$DISKSWARM" seed "$TORRENT" --from "$SRC_IMG" --listen "127.0.0.1:$sport"
+        "$DISKSWARM" seed "$TORRENT" --from "$SRC_IMG" --listen "127.0.0.1:$sport" --verbose
     seed=$DS_BG_PID
     ix_wait_listen "$sport" 30 "$seed" || { ix_show_log "$DS_TMP/seed.log"; fail "diskswarm seed does not listen"; }
     ix_blank_like "$SRC_IMG" "$dst"
     ix_check "diskswarm fetch onto a blank image exits 0"
-    ix_ds fetch "$TORRENT" --to "$dst" --peer "127.0.0.1:$sport" --listen "127.0.0.1:$fport" --no-tracker \
+    ix_ds fetch "$TORRENT" --to "$dst" --peer "127.0.0.1:$sport" --listen "127.0.0.1:$fport" --no-tracker --verbose \
         >"$DS_TMP/fetch.log" 2>&1 || rc=$?
     if ((rc != 0)); then
         ix_show_log "$DS_TMP/fetch.log" 40

@@ -55,7 +55,7 @@ aria2_seeds() {
 
     ix_blank_like "$SRC_IMG" "$dst"
     ix_check "diskswarm fetch from aria2c (127.0.0.1:$aport) onto a blank image exits 0"
-    ix_ds fetch "$t" --to "$dst" --peer "127.0.0.1:$aport" --listen "127.0.0.1:$fport" --no-tracker \
+    ix_ds fetch "$t" --to "$dst" --peer "127.0.0.1:$aport" --listen "127.0.0.1:$fport" --no-tracker --verbose \
         >"$DS_TMP/fetch_a.log" 2>&1 || rc=$?
     if ((rc != 0)); then
         ix_show_log "$DS_TMP/fetch_a.log" 40
@@ -81,7 +81,7 @@ diskswarm_seeds() {
 
     ix_check "diskswarm seed --from the source image starts and announces itself"
     ds_bg "$DS_TMP/seed_b.log" timeout -k 5 $((IX_TIMEOUT + 60)) \
-        "$DISKSWARM" seed "$t" --from "$SRC_IMG" --listen "127.0.0.1:$sport"
+        "$DISKSWARM" seed "$t" --from "$SRC_IMG" --listen "127.0.0.1:$sport" --verbose
     seed=$DS_BG_PID
     ix_wait_listen "$sport" 30 "$seed" || { ix_show_log "$DS_TMP/seed_b.log"; fail "diskswarm seed does not listen on $sport"; }
     local deadline=$((SECONDS + 15)) announced=0
@@ -100,12 +100,14 @@ diskswarm_seeds() {
 
     ix_check "aria2c downloads everything from diskswarm seed"
     timeout -k 5 "$IX_TIMEOUT" aria2c "${ARIA_COMMON[@]}" --seed-time=0 --dir="$dl" \
-        --listen-port="$aport" --bt-stop-timeout=60 \
+        --listen-port="$aport" --bt-stop-timeout=30 \
         --log="$DS_TMP/aria2_dl.detail" --log-level=info "$t" >"$DS_TMP/aria2_dl.log" 2>&1 || rc=$?
     if ((rc != 0)); then
         ix_show_log "$DS_TMP/aria2_dl.log" 30
         grep -E 'ERROR|WARN|Dropping|drop|close' "$DS_TMP/aria2_dl.detail" | tail -20 | sed 's/^/    | /' >&2 || true
         ix_show_log "$DS_TMP/seed_b.log" 30
+        ix_log "diskswarm seed's reasons for dropping peers:"
+        grep -o 'disconnected: .*' "$DS_TMP/seed_b.log" | sort | uniq -c | sed 's/^/    | /' >&2 || true
         fail "aria2c exited $rc"
     fi
     ix_check "aria2c's files equal the image's extents (name = hex offset, size, bytes)"

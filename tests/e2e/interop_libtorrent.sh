@@ -73,7 +73,7 @@ diskswarm_seeds() {
     sport=$(free_port); lport=$(free_port)
     ix_check "diskswarm seed --from the source image listens"
     ds_bg "$DS_TMP/seed_a.log" timeout -k 5 $((IX_TIMEOUT + 60)) \
-        "$DISKSWARM" seed "$DS_T" --from "$SRC_IMG" --listen "127.0.0.1:$sport"
+        "$DISKSWARM" seed "$DS_T" --from "$SRC_IMG" --listen "127.0.0.1:$sport" --verbose
     seed=$DS_BG_PID
     ix_wait_listen "$sport" 30 "$seed" || { ix_show_log "$DS_TMP/seed_a.log"; fail "diskswarm seed does not listen"; }
     ix_check "libtorrent downloads every piece from diskswarm seed"
@@ -109,7 +109,7 @@ libtorrent_seeds() {
     fport=$(free_port)
     ix_blank_like "$SRC_IMG" "$dst"
     ix_check "diskswarm fetch (libtorrent's torrent) from libtorrent onto a blank image exits 0"
-    ix_ds fetch "$LT_T" --to "$dst" --peer "127.0.0.1:$LT_SEED_PORT" --listen "127.0.0.1:$fport" --no-tracker \
+    ix_ds fetch "$LT_T" --to "$dst" --peer "127.0.0.1:$LT_SEED_PORT" --listen "127.0.0.1:$fport" --no-tracker --verbose \
         >"$DS_TMP/fetch_b.log" 2>&1 || rc=$?
     if ((rc != 0)); then
         ix_show_log "$DS_TMP/fetch_b.log" 40
@@ -131,7 +131,7 @@ relay() {
     ix_check "diskswarm fetch --seed-time 120 from libtorrent"
     ds_bg "$DS_TMP/fetch_c.log" timeout -k 5 $((IX_TIMEOUT + 120)) \
         "$DISKSWARM" fetch "$LT_T" --to "$dst" --peer "127.0.0.1:$LT_SEED_PORT" --listen "127.0.0.1:$fport" \
-        --no-tracker --seed-time 120
+        --no-tracker --seed-time 120 --verbose
     fetch=$DS_BG_PID
     ix_wait_listen "$fport" 30 "$fetch" || { ix_show_log "$DS_TMP/fetch_c.log"; fail "diskswarm fetch does not listen on $fport"; }
     # let the fetcher finish first so the second libtorrent cannot get pieces elsewhere anyway
