@@ -6,7 +6,8 @@
 #   -> gen-torrent-from-ptcl (Clonezilla's own script) -> sda1.torrent
 #   -> diskswarm info/verify on it
 #   -> diskswarm seed --from source.img  ->  diskswarm fetch --to blank.img
-#   -> e2fsck -fn clean, every file's sha256 equal, extents equal.
+#   -> e2fsck -fn clean, every file's sha256 equal, extents equal
+#   -> libtorrent (the engine of Clonezilla's Ezio client) downloads it from diskswarm seed.
 #
 # gen-torrent-from-ptcl breaks on Debian 12 (libtorrent 2.0 makes hybrid
 # torrents by default); it is run unmodified with the shim in
@@ -129,7 +130,29 @@ transfer_case() {
     ((rc == 0)) || { ix_show_log "$DS_TMP/seed.log"; fail "diskswarm seed exited $rc after SIGTERM"; }
 }
 
+ezio_engine_case() {
+    # Ezio (Clonezilla's BT client) is built on libtorrent: a libtorrent peer
+    # must be able to take the Clonezilla torrent's 16 MiB pieces from diskswarm.
+    local sport lport seed rc=0 dl=$DS_TMP/lt_dl
+    sport=$(free_port); lport=$(free_port)
+    ix_check "libtorrent (Ezio's engine) downloads the Clonezilla torrent from diskswarm seed"
+    ds_bg "$DS_TMP/seed_lt.log" timeout -k 5 $((IX_TIMEOUT + 60)) \
+        "$DISKSWARM" seed "$TORRENT" --from "$SRC_IMG" --listen "127.0.0.1:$sport" --verbose
+    seed=$DS_BG_PID
+    ix_wait_listen "$sport" 30 "$seed" || { ix_show_log "$DS_TMP/seed_lt.log"; fail "diskswarm seed does not listen"; }
+    timeout -k 5 $((IX_TIMEOUT + 10)) "$DS_PY" "$IX_LT_PEER" download "$TORRENT" --save "$dl" \
+        --listen "$lport" --peer "127.0.0.1:$sport" --timeout "$IX_TIMEOUT" 2>"$DS_TMP/lt_dl.log" || rc=$?
+    if ((rc != 0)); then
+        ix_show_log "$DS_TMP/lt_dl.log" 10
+        ix_show_log "$DS_TMP/seed_lt.log" 20
+        fail "libtorrent download exited $rc"
+    fi
+    ix_cmp_ezio_dir "$SRC_IMG" "$EXTENTS" "$dl" sda1 || fail "libtorrent's files differ from the image's extents"
+    kill_and_wait "$seed" 10 || true
+}
+
 ix_case diskswarm-info info_case
 ix_case verify-source verify_source_case
 ix_case seed-fetch transfer_case
+ix_case libtorrent-fetches-from-diskswarm ezio_engine_case
 ds_finish
