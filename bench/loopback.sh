@@ -18,6 +18,7 @@
 #
 # Exit 0 when every run completed, 1 otherwise, 77 if it cannot run here.
 set -euo pipefail
+# shellcheck disable=SC2034 # used by tests/lib/interop.sh
 IX_NAME=bench
 . "$(dirname "$0")/../tests/lib/interop.sh"
 
@@ -188,7 +189,7 @@ echo
 echo "diskswarm loopback: 1 seeder -> 1 fetcher, $((USED / 1048576)) MiB in $N_EXT extents, $(nproc) CPUs, source in page cache ($BENCH_DIR)"
 printf '%-8s %-9s %-6s %-6s %9s %8s %9s %10s %9s %10s\n' piece piece_len mktor target MiB/s wall_s fetch_cpu fetch_rss seed_cpu seed_rss
 while read -r p kind run mibs wall fcpu frss scpu srss; do
-    [[ "$kind" == dir ]] && kind=file
+    [[ "$kind" == dir ]] && kind="file"
     printf '%-8s %-9s %-6s %-6s %9s %8s %8s%% %6s MiB %8s%% %6s MiB\n' "$p" "$((PLEN_OF[$p] / 1024))K" "${MKT_S[$p]}s" \
         "$kind" "$mibs" "$wall" "$fcpu" "$frss" "$scpu" "$srss"
 done < "$RESULTS"

@@ -14,6 +14,7 @@
 #
 # Exit 0 pass, 1 fail, 77 skip.  Only 127.0.0.1.
 set -euo pipefail
+# shellcheck disable=SC2034 # used by tests/lib/interop.sh
 IX_NAME=interop_aria2
 . "$(dirname "$0")/../lib/interop.sh"
 

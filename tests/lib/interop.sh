@@ -249,14 +249,16 @@ name, ext = sys.argv[2].encode(), sys.argv[3]
 exts = [tuple(int(x, 0) for x in l.split()[:2]) for l in open(ext) if l.strip() and not l.startswith("#")]
 info = t[b"info"]
 err = []
-if info.get(b"name") != name: err.append(f"info.name {info.get(b'name')!r} != {name!r}")
+got = info.get(b"name")
+if got != name: err.append(f"info.name {got!r} != {name!r}")
 files = info.get(b"files")
 if not isinstance(files, list): sys.exit("not a multi-file torrent")
 if len(files) != len(exts): err.append(f"{len(files)} files, want {len(exts)}")
 for k, (f, (o, l)) in enumerate(zip(files, exts)):
     want = [b"%032x" % o]
-    if f[b"path"] != want: err.append(f"file {k}: path {f[b'path']!r}, want {want!r}"); break
-    if f[b"length"] != l: err.append(f"file {k}: length {f[b'length']}, want {l}"); break
+    gp, gl = f[b"path"], f[b"length"]
+    if gp != want: err.append(f"file {k}: path {gp!r}, want {want!r}"); break
+    if gl != l: err.append(f"file {k}: length {gl}, want {l}"); break
 plen = info[b"piece length"]
 total = sum(l for _, l in exts)
 if len(info[b"pieces"]) != 20 * ((total + plen - 1) // plen): err.append("piece count does not match total length")
