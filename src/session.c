@@ -838,13 +838,33 @@ static void handle_msg(struct session *s, struct sess_peer *p, const struct wire
     case WM_BITFIELD:
     case WM_HAVE_ALL:
     case WM_HAVE_NONE:
-        if (!first) {
-            peer_close(p, "bitfield after other messages");
-            return;
-        }
         if (m->type != WM_BITFIELD && !p->fast) {
             peer_close(p, "fast-extension message without the fast extension");
             return;
+        }
+        if (!first) {
+            /* aria2 sends a fresh BITFIELD (or HAVE_ALL) instead of a burst of HAVEs: take it as an update that
+             * can only add pieces; a late HAVE_NONE says nothing new */
+            if (m->type == WM_HAVE_NONE)
+                break;
+            struct bitfield upd = {0};
+            if (bitfield_init(&upd, s->mi->num_pieces)) {
+                oom(s);
+                return;
+            }
+            if (m->type == WM_HAVE_ALL)
+                bitfield_set_all(&upd);
+            else if (bitfield_load(&upd, m->data, m->data_len)) {
+                bitfield_free(&upd);
+                peer_close(p, "bitfield of the wrong size");
+                return;
+            }
+            for (uint32_t i = 0; i < upd.nbits && !p->closing; i++)
+                if (bitfield_get(&upd, i))
+                    on_have(s, p, i, now);
+            bitfield_free(&upd);
+            fill_requests(s, p, now);
+            break;
         }
         if (m->type == WM_BITFIELD) {
             if (bitfield_load(&p->have, m->data, m->data_len)) {

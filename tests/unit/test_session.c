@@ -1047,13 +1047,26 @@ TEST(bitfield_wrong_length)
         buf_free(&b);
         raw_close(&r);
     }
-    /* a second piece state message after a bitfield */
+    /* a second piece state message after the first: aria2 sends a fresh BITFIELD instead of many HAVEs, so it
+     * is taken as an update that adds pieces; a late one of the wrong size still closes the connection */
     struct raw r;
     raw_open(&r, &F, false, 9, now);
     raw_hello(&r, WM_HAVE_NONE, now);
     struct buf b = {0};
-    uint8_t bits = 0xFE;
+    uint8_t bits = 0xA0; /* pieces 0 and 2 */
     wire_put_bitfield(&b, &bits, 1);
+    raw_send(&r, &b, now);
+    CHECK(!r.p->closing);
+    CHECK_EQ_INT(r.p->have.count, 2);
+    CHECK(bitfield_get(&r.p->have, 0) && bitfield_get(&r.p->have, 2));
+    CHECK_EQ_INT(F.s.picker.avail[0], 1);
+    wire_put_simple(&b, WM_HAVE_ALL);
+    raw_send(&r, &b, now);
+    CHECK(!r.p->closing);
+    CHECK_EQ_INT(r.p->have.count, NPIECES);
+    CHECK_EQ_INT(F.s.picker.avail[0], 1); /* not counted twice */
+    uint8_t two[2] = {0xFE, 0};
+    wire_put_bitfield(&b, two, 2);
     raw_send(&r, &b, now);
     CHECK(r.p->closing);
     raw_close(&r);
