@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,6 +211,15 @@ static int run_peer(struct peer_opts *o)
     int sfd = -1;
     sigset_t mask;
 
+    /* Block the stop signals before any thread exists (the tracker worker inherits the mask), so they are
+     * only ever read from the signalfd and never kill the process with default handling. */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     if (metainfo_load_file(o->torrent, &mi, &e)) {
         cli_error("%s: %s", o->torrent, e.msg);
         return 1;
@@ -287,12 +297,6 @@ static int run_peer(struct peer_opts *o)
         progress_event(&pg, "warning", "\"message\":\"no peers and no tracker\"",
                        "warning: no --peer given and the torrent has no HTTP tracker; waiting for peers to connect");
 
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     struct run_state rs = {0};
     if (sfd < 0 || net_watch(&n, sfd, on_signal, &rs, &e)) {
