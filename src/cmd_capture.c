@@ -1,3 +1,1018 @@
-/* placeholder: being written (capture issue) */
+/* cmd_capture.c — `diskswarm capture`: a partition, a whole disk or a file holding either → torrent(s) over the
+ * used blocks, plus IMAGE_DIR/manifest.json.
+ *
+ * Whole disk (GPT or MBR label): the areas outside the partitions (head incl. boot gap, EBRs, backup GPT) and
+ * every partition's used extents (its filesystem's scanner, raw fallback for unknown filesystems) form one torrent
+ * with offsets relative to the disk; with --per-partition, each partition gets its own Clonezilla/Ezio torrent
+ * (offsets relative to the partition, info.name = partition device name) and a "table" torrent holds the
+ * areas. Anything else is scanned as one filesystem.
+ *
+ * Pieces are hashed on all cores: each worker takes the next piece index, reads it in ≤1 MiB chunks with pread
+ * through its own file descriptor (own readahead state), and fills in that piece's SHA-1. Memory is one chunk
+ * buffer per worker plus 20 bytes per piece. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
 #include "cli.h"
-int cmd_capture(int argc, char **argv) { (void)argc; (void)argv; cli_error("capture is not built yet"); return 1; }
+#include "disk_layout.h"
+#include "extent_map.h"
+#include "manifest.h"
+#include "metainfo.h"
+#include "scan.h"
+#include "sha1.h"
+#include "target_check.h"
+
+#define CAP_DEFAULT_PIECE ((uint64_t)4 << 20)
+#define CAP_MIN_PIECE ((uint64_t)16 << 10)
+#define CAP_MAX_PIECE ((uint64_t)1 << 30)
+#define CAP_CHUNK ((size_t)1 << 20)
+#define CAP_MAX_TRACKERS 64
+#define CAP_MAX_THREADS 64
+#define CAP_VERSION "diskswarm 0.1.0"
+
+static void cap_usage(FILE *f)
+{
+    fputs("usage: diskswarm capture SOURCE -o IMAGE_DIR [options]\n"
+          "\n"
+          "Describe the used blocks of a partition, a whole disk or an image file holding either as a\n"
+          "Clonezilla/Ezio-layout torrent, and write IMAGE_DIR/manifest.json describing the source.\n"
+          "A whole disk (GPT or MBR) gives one torrent with the partition table, the boot gap before the first\n"
+          "partition, the backup GPT and every partition's used blocks, offsets relative to the disk.\n"
+          "\n"
+          "  -o, --output DIR     image directory (created if missing)\n"
+          "  --per-partition      whole disk: one torrent per partition (offsets relative to the partition,\n"
+          "                       named like sda1) plus NAME.torrent for the partition table and boot gap\n"
+          "  --name NAME          device label / torrent name (default: basename of SOURCE)\n"
+          "  --piece-size SIZE    piece length, a power of two from 16K to 1G (default 4M)\n"
+          "  --tracker URL        announce URL (repeatable; the first is the primary)\n"
+          "  --raw                do not read filesystems: capture every block (see --skip-zero)\n"
+          "  --skip-zero          with --raw or the raw fallback for unknown filesystems: leave out all-zero\n"
+          "                       64 KiB blocks\n"
+          "  --threads N          hashing threads (default: one per online CPU)\n"
+          "  --force              capture even if a filesystem on SOURCE is mounted read-write\n"
+          "  --json               one JSON object per line on stdout (scan, progress, torrent, done)\n"
+          "  --quiet              no progress output\n"
+          "  -h, --help           show this help\n",
+          f);
+}
+
+struct cap_opts {
+    const char *source, *outdir, *name;
+    bool per_partition, raw, skip_zero, force, json, quiet;
+    uint64_t piece;
+    unsigned threads;
+    const char *trackers[CAP_MAX_TRACKERS];
+    size_t n_trackers;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* JSON-escape s into out (for the few strings we print in --json lines). */
+static void json_str(char *out, size_t outlen, const char *s)
+{
+    size_t o = 0;
+    if (outlen < 3) {
+        if (outlen)
+            out[0] = 0;
+        return;
+    }
+    out[o++] = '"';
+    for (; *s && o + 8 < outlen; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, outlen - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '"';
+    out[o] = 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * mounted read-write check */
+
+static int read_small(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = 0;
+    return (int)n;
+}
+
+static bool parse_devno(const char *s, dev_t *d)
+{
+    unsigned ma, mi;
+    if (sscanf(s, "%u:%u", &ma, &mi) != 2)
+        return false;
+    *d = makedev(ma, mi);
+    return true;
+}
+
+/* The whole-disk device of partition d, or d itself. */
+static dev_t parent_dev(dev_t d)
+{
+    char p[128], buf[64];
+    snprintf(p, sizeof p, "/sys/dev/block/%u:%u/partition", major(d), minor(d));
+    if (access(p, F_OK))
+        return d;
+    snprintf(p, sizeof p, "/sys/dev/block/%u:%u/../dev", major(d), minor(d));
+    dev_t pd;
+    if (read_small(p, buf, sizeof buf) > 0 && parse_devno(buf, &pd))
+        return pd;
+    return d;
+}
+
+/* Devices through which SOURCE's data can be mounted: the block device itself, or the loop devices backed by a
+ * regular file. */
+static size_t source_devs(const struct stat *st, dev_t *out, size_t max)
+{
+    size_t n = 0;
+    if (S_ISBLK(st->st_mode)) {
+        out[n++] = st->st_rdev;
+        return n;
+    }
+    for (unsigned i = 0; i < 1024 && n < max; i++) {
+        char p[128], bf[4096], dv[64];
+        snprintf(p, sizeof p, "/sys/block/loop%u/loop/backing_file", i);
+        if (read_small(p, bf, sizeof bf) <= 0)
+            continue;
+        char *del = strstr(bf, " (deleted)");
+        if (del)
+            *del = 0;
+        struct stat bst;
+        if (stat(bf, &bst) || bst.st_dev != st->st_dev || bst.st_ino != st->st_ino)
+            continue;
+        snprintf(p, sizeof p, "/sys/block/loop%u/dev", i);
+        dev_t d;
+        if (read_small(p, dv, sizeof dv) > 0 && parse_devno(dv, &d))
+            out[n++] = d;
+    }
+    return n;
+}
+
+/* 0 if nothing of SOURCE is mounted read-write; -1 with a message naming the mount point otherwise. */
+static int check_not_mounted_rw(const char *path, const struct stat *st, char *msg, size_t msglen)
+{
+    dev_t devs[64];
+    size_t nd = source_devs(st, devs, 64);
+    if (nd == 0)
+        return 0;
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    while (getline(&line, &cap, f) != -1) {
+        /* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
+        char *save = NULL, *fld[6] = {0};
+        char *copy = line;
+        int i;
+        for (i = 0; i < 5; i++)
+            if (!(fld[i] = strtok_r(i ? NULL : copy, " ", &save)))
+                break;
+        if (i < 5)
+            continue;
+        char *sep = strstr(save ? save : "", " - ");
+        if (!sep)
+            continue;
+        char *fstype = strtok_r(sep + 3, " ", &save), *src = fstype ? strtok_r(NULL, " ", &save) : NULL,
+             *sopts = src ? strtok_r(NULL, " \n", &save) : NULL;
+        dev_t d;
+        if (!sopts || !parse_devno(fld[2], &d))
+            continue;
+        dev_t pd = parent_dev(d);
+        bool hit = false;
+        for (size_t k = 0; k < nd; k++)
+            if (devs[k] == d || devs[k] == pd)
+                hit = true;
+        if (!hit)
+            continue;
+        if (!strncmp(sopts, "rw", 2) && (sopts[2] == ',' || sopts[2] == 0)) {
+            snprintf(msg, msglen,
+                     "'%s' (or a partition of it) is mounted read-write on %s (%s); a capture of a changing "
+                     "filesystem is inconsistent: unmount it or remount it read-only (--force to capture anyway)",
+                     path, fld[4], fstype);
+            rc = -1;
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * parallel piece hashing */
+
+struct hash_job {
+    const char *path;
+    uint64_t base;              /* added to every extent offset when reading */
+    const struct extent *ext;   /* dev_off relative to base, tor_off filled, contiguous */
+    size_t n_ext;
+    uint64_t piece, total, n_pieces;
+    uint8_t *hashes;
+    atomic_uint_fast64_t next;
+    atomic_uint_fast64_t bytes_done;
+    atomic_uint_fast64_t sha_ns;    /* time spent inside SHA-1 over all workers */
+    atomic_int failed;
+    atomic_int running;
+    pthread_mutex_t lock;
+    pthread_cond_t done;    /* signalled (under lock) when a worker ends */
+    char err[512];
+};
+
+static void job_fail(struct hash_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void job_fail(struct hash_job *j, const char *fmt, ...)
+{
+    pthread_mutex_lock(&j->lock);
+    if (!atomic_load(&j->failed)) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(j->err, sizeof j->err, fmt, ap);
+        va_end(ap);
+        atomic_store(&j->failed, 1);
+    }
+    pthread_mutex_unlock(&j->lock);
+}
+
+static size_t find_ext(const struct extent *x, size_t n, uint64_t tor_off)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (x[mid].tor_off <= tor_off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void *hash_worker(void *arg)
+{
+    struct hash_job *j = arg;
+    uint8_t *buf = malloc(CAP_CHUNK);
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    uint64_t sha_ns = 0;
+    if (!buf || fd < 0) {
+        job_fail(j, !buf ? "out of memory" : "cannot open '%s': %s", j->path, strerror(errno));
+        goto out;
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (;;) {
+        if (atomic_load(&j->failed))
+            break;
+        uint64_t pi = atomic_fetch_add(&j->next, 1);
+        if (pi >= j->n_pieces)
+            break;
+        uint64_t off = pi * j->piece, end = off + j->piece < j->total ? off + j->piece : j->total;
+        size_t xi = find_ext(j->ext, j->n_ext, off);
+        struct sha1_ctx c = {0};
+        if (sha1_init(&c)) {
+            job_fail(j, "SHA-1 initialisation failed");
+            break;
+        }
+        while (off < end) {
+            const struct extent *x = &j->ext[xi];
+            uint64_t in_x = off - x->tor_off, left_x = x->len - in_x;
+            if (left_x == 0) {
+                xi++;
+                continue;
+            }
+            size_t chunk = CAP_CHUNK;
+            if (chunk > end - off)
+                chunk = (size_t)(end - off);
+            if (chunk > left_x)
+                chunk = (size_t)left_x;
+            uint64_t dev = j->base + x->dev_off + in_x;
+            size_t got = 0;
+            while (got < chunk) {
+                ssize_t r = pread(fd, buf + got, chunk - got, (off_t)(dev + got));
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r <= 0) {
+                    job_fail(j, r < 0 ? "read error on '%s' at offset %" PRIu64 ": %s"
+                                      : "'%s' ended unexpectedly at offset %" PRIu64 "%s",
+                             j->path, dev + got, r < 0 ? strerror(errno) : "");
+                    sha1_abort(&c);
+                    goto out;
+                }
+                got += (size_t)r;
+            }
+            uint64_t t0 = now_ns();
+            if (sha1_update(&c, buf, chunk)) {
+                job_fail(j, "SHA-1 failed");
+                sha1_abort(&c);
+                goto out;
+            }
+            sha_ns += now_ns() - t0;
+            off += chunk;
+            atomic_fetch_add(&j->bytes_done, chunk);
+        }
+        uint64_t t0 = now_ns();
+        if (sha1_final(&c, j->hashes + pi * SHA1_LEN)) {
+            job_fail(j, "SHA-1 failed");
+            break;
+        }
+        sha_ns += now_ns() - t0;
+    }
+out:
+    atomic_fetch_add(&j->sha_ns, sha_ns);
+    pthread_mutex_lock(&j->lock);
+    atomic_fetch_sub(&j->running, 1);
+    pthread_cond_signal(&j->done);
+    pthread_mutex_unlock(&j->lock);
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return NULL;
+}
+
+struct cap_stats {
+    uint64_t bytes, ms, sha_ns;
+    unsigned threads;
+};
+
+static void show_progress(const struct cap_opts *o, const char *label, uint64_t done, uint64_t total,
+                          uint64_t t0, bool final, bool *drawn, uint64_t *last_line)
+{
+    uint64_t now = now_ms();
+    double secs = (double)(now - t0) / 1000.0;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    double pct = total ? 100.0 * (double)done / (double)total : 100.0;
+    if (o->json) {
+        if (final || now - *last_line >= 1000) {
+            char nm[160];
+            json_str(nm, sizeof nm, label);
+            printf("{\"type\":\"progress\",\"torrent\":%s,\"bytes\":%" PRIu64 ",\"total\":%" PRIu64
+                   ",\"percent\":%.2f,\"bps\":%.0f,\"t\":%.1f}\n",
+                   nm, done, total, pct, rate, secs);
+            fflush(stdout);
+            *last_line = now;
+        }
+        return;
+    }
+    if (o->quiet)
+        return;
+    char hd[32], ht[32], hr[32];
+    cli_format_bytes(done, hd, sizeof hd);
+    cli_format_bytes(total, ht, sizeof ht);
+    cli_format_bytes((uint64_t)rate, hr, sizeof hr);
+    if (isatty(STDERR_FILENO)) {
+        char bar[31];
+        int fill = (int)(pct * 30.0 / 100.0);
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r\033[Khash %s [%s] %5.1f%% %s/%s  %s/s", label, bar, pct, hd, ht, hr);
+        if (final)
+            fputc('\n', stderr);
+        fflush(stderr);
+        *drawn = !final;
+    } else if (final || now - *last_line >= 5000) {
+        fprintf(stderr, "hash %s: %5.1f%% %s/%s %s/s\n", label, pct, hd, ht, hr);
+        *last_line = now;
+    }
+}
+
+static int hash_pieces(const struct cap_opts *o, const char *label, const char *path, uint64_t base,
+                       const struct extent *ext, size_t n_ext, uint64_t total, uint8_t *hashes,
+                       uint64_t n_pieces, struct cap_stats *st)
+{
+    struct hash_job j = {.path = path, .base = base, .ext = ext, .n_ext = n_ext, .piece = o->piece,
+                         .total = total, .n_pieces = n_pieces, .hashes = hashes};
+    pthread_mutex_init(&j.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j.done, &ca);
+    pthread_condattr_destroy(&ca);
+    unsigned nt = o->threads;
+    if (nt > n_pieces)
+        nt = (unsigned)n_pieces;
+    if (nt == 0)
+        nt = 1;
+    pthread_t th[CAP_MAX_THREADS];
+    unsigned started = 0;
+    uint64_t t0 = now_ms(), last_line = now_ms();
+    bool drawn = false;
+    atomic_store(&j.running, (int)nt);
+    for (; started < nt; started++)
+        if (pthread_create(&th[started], NULL, hash_worker, &j)) {
+            atomic_fetch_sub(&j.running, (int)(nt - started));
+            if (started == 0) {
+                pthread_mutex_destroy(&j.lock);
+                pthread_cond_destroy(&j.done);
+                cli_error("cannot start a hashing thread");
+                return -1;
+            }
+            break;
+        }
+    pthread_mutex_lock(&j.lock);
+    while (atomic_load(&j.running) > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 250 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&j.done, &j.lock, &ts);
+        if (atomic_load(&j.running) > 0) {
+            pthread_mutex_unlock(&j.lock);
+            show_progress(o, label, atomic_load(&j.bytes_done), total, t0, false, &drawn, &last_line);
+            pthread_mutex_lock(&j.lock);
+        }
+    }
+    pthread_mutex_unlock(&j.lock);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (drawn && !o->json && !o->quiet) {
+        fputs("\r\033[K", stderr);
+        drawn = false;
+    }
+    int failed = atomic_load(&j.failed);
+    if (!failed)
+        show_progress(o, label, atomic_load(&j.bytes_done), total, t0, true, &drawn, &last_line);
+    st->bytes += atomic_load(&j.bytes_done);
+    st->ms += now_ms() - t0;
+    st->sha_ns += atomic_load(&j.sha_ns);
+    st->threads = started;
+    pthread_mutex_destroy(&j.lock);
+    pthread_cond_destroy(&j.done);
+    if (failed) {
+        cli_error("%s", j.err);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * torrent writing */
+
+static int write_atomic(const char *out, const uint8_t *data, size_t len)
+{
+    size_t n = strlen(out);
+    char *tmp = malloc(n + 16);
+    if (!tmp) {
+        cli_error("out of memory");
+        return -1;
+    }
+    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", out);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        cli_error("cannot create '%s': %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, data + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            cli_error("cannot write '%s': %s", tmp, strerror(errno));
+            goto fail;
+        }
+        done += (size_t)w;
+    }
+    if (fchmod(fd, 0644) || fsync(fd)) {
+        cli_error("cannot finish '%s': %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (close(fd)) {
+        fd = -1;
+        cli_error("cannot close '%s': %s", tmp, strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, out)) {
+        cli_error("cannot rename '%s' to '%s': %s", tmp, out, strerror(errno));
+        goto fail;
+    }
+    free(tmp);
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    free(tmp);
+    return -1;
+}
+
+struct cap_state {
+    struct cap_opts *o;
+    struct manifest m;
+    struct cap_stats st;
+};
+
+/* Hash the extents of r (offsets relative to base) and write IMAGE_DIR/<file>.torrent named name. */
+static int make_torrent(struct cap_state *cs, const char *name, const char *role, uint64_t base,
+                        const struct scan_result *r)
+{
+    struct cap_opts *o = cs->o;
+    if (r->n == 0 || r->used_bytes == 0) {
+        if (!o->quiet && !o->json)
+            fprintf(stderr, "%s: nothing to capture (no used blocks); no torrent written\n", name);
+        return 0;
+    }
+    int rc = -1;
+    struct extent *ext = calloc(r->n, sizeof *ext);
+    uint8_t *hashes = NULL;
+    struct buf tor = {0};
+    struct metainfo *mi = NULL;
+    if (!ext) {
+        cli_error("out of memory");
+        return -1;
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        ext[i] = (struct extent){.dev_off = r->ext[i].off, .len = r->ext[i].len, .tor_off = total};
+        total += r->ext[i].len;
+    }
+    uint64_t n_pieces = total / o->piece + (total % o->piece != 0);
+    if (n_pieces > UINT32_MAX) {
+        cli_error("%s: too many pieces (%" PRIu64 "); use a larger --piece-size", name, n_pieces);
+        goto out;
+    }
+    hashes = malloc((size_t)n_pieces * SHA1_LEN);
+    if (!hashes) {
+        cli_error("out of memory");
+        goto out;
+    }
+    if (hash_pieces(o, name, o->source, base, ext, r->n, total, hashes, n_pieces, &cs->st))
+        goto out;
+    struct ds_err e;
+    if (metainfo_build_ezio(name, ext, r->n, o->piece, hashes, o->trackers, o->n_trackers, CAP_VERSION, false,
+                            &tor, &e)) {
+        cli_error("%s: %s", name, e.msg);
+        goto out;
+    }
+    if (metainfo_parse(tor.data, tor.len, &mi, &e)) {
+        cli_error("internal error: generated torrent does not parse: %s", e.msg);
+        goto out;
+    }
+    char file[100], path[4300];
+    snprintf(file, sizeof file, "%s.torrent", name);
+    snprintf(path, sizeof path, "%s/%s", o->outdir, file);
+    if (write_atomic(path, tor.data, tor.len))
+        goto out;
+    struct manifest_torrent *nt = realloc(cs->m.torrents, (cs->m.n_torrents + 1) * sizeof *nt);
+    if (!nt) {
+        cli_error("out of memory");
+        goto out;
+    }
+    cs->m.torrents = nt;
+    struct manifest_torrent *t = &nt[cs->m.n_torrents++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->file, sizeof t->file, "%s", file);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    snprintf(t->role, sizeof t->role, "%s", role);
+    hex_encode(mi->info_hash, SHA1_LEN, t->info_hash);
+    t->bytes = total;
+    t->pieces = n_pieces;
+    t->extents = r->n;
+    char hs[32], hp[32];
+    cli_format_bytes(total, hs, sizeof hs);
+    cli_format_bytes(o->piece, hp, sizeof hp);
+    if (o->json) {
+        char jf[400], jn[160];
+        json_str(jf, sizeof jf, path);
+        json_str(jn, sizeof jn, name);
+        printf("{\"type\":\"torrent\",\"file\":%s,\"name\":%s,\"role\":\"%s\",\"info_hash\":\"%s\",\"bytes\":%" PRIu64
+               ",\"pieces\":%" PRIu64 ",\"extents\":%zu}\n",
+               jf, jn, role, t->info_hash, total, n_pieces, r->n);
+        fflush(stdout);
+    } else {
+        printf("%s: name %s, %zu extent%s, %" PRIu64 " bytes (%s), %" PRIu64 " pieces of %s, info-hash %s\n", path,
+               name, r->n, r->n == 1 ? "" : "s", total, hs, n_pieces, hp, t->info_hash);
+    }
+    rc = 0;
+out:
+    metainfo_free(mi);
+    buf_free(&tor);
+    free(hashes);
+    free(ext);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * scanning */
+
+static int scan_one(struct cap_state *cs, const char *label, uint64_t base, uint64_t size,
+                    struct manifest_part *mp, struct scan_result *r)
+{
+    struct cap_opts *o = cs->o;
+    struct scan_src src = {.fd = -1, .path = o->source, .base = base, .size = size};
+    struct ds_err e = {{0}};
+    bool fell_back = false;
+    memset(r, 0, sizeof *r);
+    src.fd = open(o->source, O_RDONLY | O_CLOEXEC);
+    if (src.fd < 0) {
+        cli_error("cannot open '%s': %s", o->source, strerror(errno));
+        return -1;
+    }
+    uint64_t t0 = now_ms();
+    int rc;
+    const char *scanner_name;
+    if (o->raw) {
+        rc = scan_raw(&src, o->skip_zero, 0, r, &e);
+        scanner_name = "raw";
+    } else {
+        rc = scan_any(&src, o->skip_zero, r, &fell_back, &e);
+        scanner_name = fell_back ? "raw" : NULL;
+    }
+    close(src.fd);
+    if (rc) {
+        cli_error("%s: %s", label, e.msg);
+        scan_result_free(r);
+        return -1;
+    }
+    if (!scanner_name) {
+        /* which module matched: by fstype */
+        scanner_name = !strncmp(r->fstype, "ext", 3) ? "ext" : r->fstype;
+    }
+    mp->raw_fallback = fell_back;
+    snprintf(mp->fstype, sizeof mp->fstype, "%s", r->fstype);
+    snprintf(mp->scanner, sizeof mp->scanner, "%s", scanner_name);
+    mp->block_size = r->block_size;
+    mp->fs_size = r->fs_size;
+    mp->used_bytes = r->used_bytes;
+    mp->extents = r->n;
+    char hu[32], hsz[32];
+    cli_format_bytes(r->used_bytes, hu, sizeof hu);
+    cli_format_bytes(size, hsz, sizeof hsz);
+    if (o->json) {
+        char jl[160];
+        json_str(jl, sizeof jl, label);
+        printf("{\"type\":\"scan\",\"what\":%s,\"offset\":%" PRIu64 ",\"size\":%" PRIu64 ",\"fstype\":\"%s\","
+               "\"scanner\":\"%s\",\"raw_fallback\":%s,\"used_bytes\":%" PRIu64 ",\"extents\":%zu,\"ms\":%" PRIu64
+               "}\n",
+               jl, base, size, r->fstype, scanner_name, fell_back ? "true" : "false", r->used_bytes, r->n,
+               now_ms() - t0);
+        fflush(stdout);
+    }
+    if (fell_back)
+        fprintf(stderr,
+                "diskswarm: %s: filesystem not recognised (no ext, xfs, ntfs or fat signature); falling back to "
+                "a raw capture of %s\n",
+                label, o->skip_zero ? "every non-zero 64 KiB block" : "every block (--skip-zero leaves out zeros)");
+    if (!o->json && !o->quiet)
+        fprintf(stderr, "%s: %s, %s used of %s in %zu extent%s (scanned in %" PRIu64 " ms)\n", label, r->fstype,
+                hu, hsz, r->n, r->n == 1 ? "" : "s", now_ms() - t0);
+    return 0;
+}
+
+/* Add r's extents shifted by delta into dst. */
+static int add_shifted(struct scan_result *dst, const struct scan_result *r, uint64_t delta)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (scan_result_add(dst, r->ext[i].off + delta, r->ext[i].len))
+            return -1;
+    return 0;
+}
+
+static bool valid_name(const char *n)
+{
+    return *n && strcmp(n, ".") && strcmp(n, "..") && !strchr(n, '/') && strlen(n) < 60;
+}
+
+/* Is there a filesystem (not a partition table) at offset 0? Guards against FAT boot sectors read as MBRs. */
+static int fs_at_zero(const struct cap_opts *o, uint64_t size)
+{
+    static const struct scanner *const order[] = {&scanner_ext, &scanner_xfs, &scanner_ntfs, &scanner_fat};
+    struct scan_src src = {.fd = open(o->source, O_RDONLY | O_CLOEXEC), .path = o->source, .base = 0, .size = size};
+    if (src.fd < 0)
+        return -1;
+    int hit = 0;
+    for (size_t i = 0; i < 4 && !hit; i++) {
+        struct ds_err e;
+        if (order[i]->probe && order[i]->probe(&src, &e) == 1)
+            hit = 1;
+    }
+    close(src.fd);
+    return hit;
+}
+
+static int capture(struct cap_opts *o)
+{
+    struct cap_state cs = {.o = o};
+    struct disk_layout dl = {0};
+    struct scan_result *parts_r = NULL;
+    struct scan_result all = {0};
+    char *src_copy = NULL;
+    int rc = 1, fd = -1;
+    struct ds_err e = {{0}};
+
+    fd = open(o->source, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+        cli_error("cannot open '%s': %s", o->source, strerror(errno));
+        goto out;
+    }
+    uint64_t size;
+    if (target_size(fd, &st, &size, &e)) {
+        cli_error("'%s': %s", o->source, e.msg);
+        goto out;
+    }
+    close(fd);
+    fd = -1;
+    if (size == 0) {
+        cli_error("'%s' is empty", o->source);
+        goto out;
+    }
+    if (!o->force) {
+        char msg[1024];
+        if (check_not_mounted_rw(o->source, &st, msg, sizeof msg)) {
+            cli_error("%s", msg);
+            goto out;
+        }
+    }
+    if (!o->name) {
+        src_copy = strdup(o->source);
+        if (!src_copy) {
+            cli_error("out of memory");
+            goto out;
+        }
+        o->name = basename(src_copy);
+    }
+    if (!valid_name(o->name)) {
+        cli_error("capture: '%s' cannot be a torrent name; use --name", o->name);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    int is_disk = disk_layout_read(o->source, size, &dl, &e);
+    if (is_disk < 0) {
+        cli_error("%s", e.msg);
+        goto out;
+    }
+    if (is_disk && !strcmp(dl.label, "dos") && !o->raw && fs_at_zero(o, size) == 1) {
+        if (!o->quiet && !o->json)
+            fprintf(stderr, "%s: a filesystem starts at offset 0; its boot sector is not read as a partition table\n",
+                    o->source);
+        disk_layout_free(&dl);
+        is_disk = 0;
+    }
+    if (!is_disk && o->per_partition) {
+        cli_error("capture: --per-partition needs a whole disk, and '%s' has no partition table", o->source);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (mkdir(o->outdir, 0755) && errno != EEXIST) {
+        cli_error("cannot create '%s': %s", o->outdir, strerror(errno));
+        goto out;
+    }
+    struct stat dst;
+    if (stat(o->outdir, &dst) || !S_ISDIR(dst.st_mode)) {
+        cli_error("'%s' is not a directory", o->outdir);
+        goto out;
+    }
+
+    struct manifest *m = &cs.m;
+    m->version = MANIFEST_VERSION;
+    m->created = (int64_t)time(NULL);
+    snprintf(m->created_by, sizeof m->created_by, "%s", CAP_VERSION);
+    snprintf(m->source, sizeof m->source, "%s", o->source);
+    m->source_size = size;
+    m->piece_size = o->piece;
+    snprintf(m->kind, sizeof m->kind, "%s", is_disk ? "disk" : "partition");
+    snprintf(m->mode, sizeof m->mode, "%s", !is_disk ? "single" : o->per_partition ? "per-partition" : "whole-disk");
+
+    if (!is_disk) {
+        m->sector_size = 512;
+        m->parts = calloc(1, sizeof *m->parts);
+        parts_r = calloc(1, sizeof *parts_r);
+        if (!m->parts || !parts_r) {
+            cli_error("out of memory");
+            goto out;
+        }
+        m->n_parts = 1;
+        struct manifest_part *mp = &m->parts[0];
+        snprintf(mp->device, sizeof mp->device, "%s", o->name);
+        mp->size = size;
+        if (scan_one(&cs, o->name, 0, size, mp, &parts_r[0]))
+            goto out;
+        snprintf(mp->torrent, sizeof mp->torrent, "%s.torrent", o->name);
+        if (make_torrent(&cs, o->name, "partition", 0, &parts_r[0]))
+            goto out;
+    } else {
+        snprintf(m->label, sizeof m->label, "%s", dl.label);
+        snprintf(m->disk_id, sizeof m->disk_id, "%s", dl.disk_id);
+        m->sector_size = dl.sector_size;
+        if (dl.has_gpt) {
+            m->has_gpt = true;
+            m->gpt_first_usable = dl.gpt_first_usable;
+            m->gpt_last_usable = dl.gpt_last_usable;
+            m->gpt_alt_lba = dl.gpt_alt_lba;
+            m->gpt_entries_lba = dl.gpt_entries_lba;
+            m->gpt_n_entries = dl.gpt_n_entries;
+            m->gpt_backup_off = dl.gpt_backup_off;
+            m->gpt_backup_len = dl.gpt_backup_len;
+        }
+        m->areas = calloc(dl.n_areas ? dl.n_areas : 1, sizeof *m->areas);
+        m->parts = calloc(dl.n_parts ? dl.n_parts : 1, sizeof *m->parts);
+        parts_r = calloc(dl.n_parts ? dl.n_parts : 1, sizeof *parts_r);
+        if (!m->areas || !m->parts || !parts_r) {
+            cli_error("out of memory");
+            goto out;
+        }
+        all.fs_size = size;
+        for (size_t i = 0; i < dl.n_areas; i++) {
+            struct manifest_area *a = &m->areas[m->n_areas++];
+            snprintf(a->what, sizeof a->what, "%s", dl.areas[i].what);
+            a->offset = dl.areas[i].off;
+            a->length = dl.areas[i].len;
+            if (scan_result_add(&all, a->offset, a->length)) {
+                cli_error("out of memory");
+                goto out;
+            }
+        }
+        if (!o->quiet && !o->json)
+            fprintf(stderr, "%s: %s disk, %zu partition%s, %zu area%s outside partitions\n", o->source,
+                    !strcmp(dl.label, "gpt") ? "GPT" : "MBR", dl.n_parts, dl.n_parts == 1 ? "" : "s", dl.n_areas,
+                    dl.n_areas == 1 ? "" : "s");
+        if (o->per_partition && scan_result_finish(&all, &e) == 0 &&
+            make_torrent(&cs, o->name, "table", 0, &all))
+            goto out;
+        for (size_t i = 0; i < dl.n_parts; i++) {
+            const struct disk_part *p = &dl.parts[i];
+            struct manifest_part *mp = &m->parts[m->n_parts++];
+            mp->number = p->number;
+            disk_part_devname(o->name, p->number, mp->device, sizeof mp->device);
+            mp->start = p->start;
+            mp->size = p->size;
+            snprintf(mp->type, sizeof mp->type, "%s", p->type);
+            snprintf(mp->type_name, sizeof mp->type_name, "%s", p->type_name);
+            snprintf(mp->name, sizeof mp->name, "%s", p->name);
+            snprintf(mp->uuid, sizeof mp->uuid, "%s", p->uuid);
+            if (scan_one(&cs, mp->device, p->start, p->size, mp, &parts_r[i]))
+                goto out;
+            if (o->per_partition) {
+                if (parts_r[i].n)
+                    snprintf(mp->torrent, sizeof mp->torrent, "%s.torrent", mp->device);
+                if (make_torrent(&cs, mp->device, "partition", p->start, &parts_r[i]))
+                    goto out;
+            } else if (add_shifted(&all, &parts_r[i], p->start)) {
+                cli_error("out of memory");
+                goto out;
+            }
+        }
+        if (!o->per_partition) {
+            if (scan_result_finish(&all, &e))
+                goto out;
+            if (make_torrent(&cs, o->name, "disk", 0, &all))
+                goto out;
+        }
+    }
+    if (manifest_write(o->outdir, m, &e)) {
+        cli_error("%s", e.msg);
+        goto out;
+    }
+    double secs = (double)cs.st.ms / 1000.0, sha_s = (double)cs.st.sha_ns / 1e9;
+    double mbps = secs > 0 ? (double)cs.st.bytes / 1e6 / secs : 0;
+    double core = sha_s > 0 ? (double)cs.st.bytes / 1e6 / sha_s : 0;
+    if (o->json) {
+        printf("{\"type\":\"done\",\"manifest\":\"%s\",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"mbps\":%.1f,"
+               "\"sha1_mbps_per_core\":%.1f,\"threads\":%u}\n",
+               MANIFEST_FILE, cs.st.bytes, secs, mbps, core, cs.st.threads);
+    } else if (!o->quiet) {
+        fprintf(stderr, "hashed %" PRIu64 " bytes in %.2f s: %.1f MB/s with %u thread%s; SHA-1 %.1f MB/s per core\n",
+                cs.st.bytes, secs, mbps, cs.st.threads, cs.st.threads == 1 ? "" : "s", core);
+        printf("%s/%s written\n", o->outdir, MANIFEST_FILE);
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (parts_r)
+        for (size_t i = 0; i < (cs.m.n_parts ? cs.m.n_parts : 1); i++)
+            scan_result_free(&parts_r[i]);
+    free(parts_r);
+    scan_result_free(&all);
+    manifest_free(&cs.m);
+    disk_layout_free(&dl);
+    free(src_copy);
+    return rc;
+}
+
+int cmd_capture(int argc, char **argv)
+{
+    enum { OPT_PERPART = 256, OPT_NAME, OPT_PIECE, OPT_TRACKER, OPT_RAW, OPT_SKIPZERO, OPT_THREADS, OPT_FORCE,
+           OPT_JSON, OPT_QUIET };
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},
+        {"per-partition", no_argument, NULL, OPT_PERPART},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"piece-size", required_argument, NULL, OPT_PIECE},
+        {"tracker", required_argument, NULL, OPT_TRACKER},
+        {"raw", no_argument, NULL, OPT_RAW},
+        {"skip-zero", no_argument, NULL, OPT_SKIPZERO},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"force", no_argument, NULL, OPT_FORCE},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct cap_opts o = {.piece = CAP_DEFAULT_PIECE};
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    o.threads = ncpu < 1 ? 1 : ncpu > CAP_MAX_THREADS ? CAP_MAX_THREADS : (unsigned)ncpu;
+    optind = 1;
+    opterr = 0;
+    int c;
+    uint64_t v;
+    while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o.outdir = optarg; break;
+        case OPT_PERPART: o.per_partition = true; break;
+        case OPT_NAME: o.name = optarg; break;
+        case OPT_PIECE:
+            if (cli_parse_size(optarg, &o.piece) || o.piece < CAP_MIN_PIECE || o.piece > CAP_MAX_PIECE ||
+                (o.piece & (o.piece - 1))) {
+                cli_error("capture: --piece-size must be a power of two from 16K to 1G, not '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_TRACKER:
+            if (!*optarg) {
+                cli_error("capture: empty --tracker URL");
+                return EXIT_USAGE;
+            }
+            if (o.n_trackers == CAP_MAX_TRACKERS) {
+                cli_error("capture: too many --tracker options (max %d)", CAP_MAX_TRACKERS);
+                return EXIT_USAGE;
+            }
+            o.trackers[o.n_trackers++] = optarg;
+            break;
+        case OPT_RAW: o.raw = true; break;
+        case OPT_SKIPZERO: o.skip_zero = true; break;
+        case OPT_THREADS:
+            if (cli_parse_uint(optarg, CAP_MAX_THREADS, &v) || v == 0) {
+                cli_error("capture: --threads must be from 1 to %d, not '%s'", CAP_MAX_THREADS, optarg);
+                return EXIT_USAGE;
+            }
+            o.threads = (unsigned)v;
+            break;
+        case OPT_FORCE: o.force = true; break;
+        case OPT_JSON: o.json = true; break;
+        case OPT_QUIET: o.quiet = true; break;
+        case 'h': cap_usage(stdout); return 0;
+        case ':':
+            cli_error("capture: option '%s' needs an argument", argv[optind - 1]);
+            return EXIT_USAGE;
+        default:
+            cli_error("capture: unknown option '%s'", argv[optind - 1]);
+            cap_usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        cli_error(argc - optind == 0 ? "capture: missing SOURCE" : "capture: too many arguments");
+        cap_usage(stderr);
+        return EXIT_USAGE;
+    }
+    o.source = argv[optind];
+    if (!o.outdir) {
+        cli_error("capture: -o IMAGE_DIR is required");
+        return EXIT_USAGE;
+    }
+    return capture(&o);
+}
