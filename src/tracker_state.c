@@ -758,6 +758,11 @@ void ts_announce(struct tracker_state *st, const struct ts_announce *a, const st
     struct ts_peer *p = find_peer(st, t, a->peer_id);
     if (a->event == TS_EV_STOPPED) {
         if (p) {
+            if (a->left == 0 && !p->seed) {
+                /* finished and left before its `completed` announce went out: still a completion */
+                t->downloaded++;
+                note(st, TS_NOTE_COMPLETE, t, p, "with stopped");
+            }
             note(st, TS_NOTE_STOP, t, p, NULL);
             p->left = a->left;
             p->uploaded = a->uploaded;
