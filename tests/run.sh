@@ -11,11 +11,12 @@
 #
 # Environment:
 #   DS_NO_INSTALL=1      never apt-get install
-#   DS_NO_ASAN=1         skip the sanitizer build
+#   DS_NO_ASAN=1         skip the sanitizer build (and the e2e runs against it)
 #   DS_E2E_TIMEOUT=SEC   time limit per e2e script (default 900; a script may lower it with a
 #                        "# timeout: SEC" header line)
 #   DS_UNIT_TIMEOUT=SEC  time limit per unit-test binary (default 120)
-#   DISKSWARM=PATH       binary for the e2e scripts (default build/diskswarm; try build-asan/diskswarm)
+#   DISKSWARM=PATH       binary for the e2e scripts (default build/diskswarm); scripts whose header has
+#                        "# asan: yes" also run once more against build-asan/diskswarm
 #   DS_KEEP=1            keep e2e temp dirs
 #   DS_LOGDIR=DIR        where per-test logs go (default /tmp/diskswarm-logs)
 set -uo pipefail
@@ -32,7 +33,7 @@ for arg in "$@"; do
     case $arg in
     unit | e2e | all) suite=$arg ;;
     -h | --help)
-        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,/^set -uo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *) filter=$arg ;;
@@ -86,7 +87,7 @@ build() {
 }
 
 builds=(build)
-[ -z "${DS_NO_ASAN:-}" ] && [ "$suite" != e2e ] && builds+=(build-asan)
+[ -z "${DS_NO_ASAN:-}" ] && builds+=(build-asan)
 declare -A built=()
 section "build"
 for b in "${builds[@]}"; do
@@ -144,17 +145,29 @@ fi
 run_e2e() {
     local script name log rc counts p f s limit sp=0 sf=0 ss=0 t0 t1
     export DISKSWARM=${DISKSWARM:-$DS_ROOT/build/diskswarm}
+    local runs=() run bin
     for script in tests/e2e/*.sh; do
         [ -f "$script" ] || continue
+        runs+=("$script:$DISKSWARM")
+        # scripts with a "# asan: yes" header run a second time against the sanitizer build
+        if grep -q '^# asan: yes' "$script" && [ -n "${built[build-asan]:-}" ] && [ -z "${DS_NO_ASAN:-}" ]; then
+            runs+=("$script:$DS_ROOT/build-asan/diskswarm")
+        fi
+    done
+    for run in "${runs[@]}"; do
+        script=${run%%:*} bin=${run#*:}
         name=$(basename "$script" .sh)
         [ -n "$filter" ] && [[ $name != *"$filter"* ]] && continue
+        [[ $bin == */build-asan/* ]] && name="$name(asan)"
         log=$LOGDIR/e2e.$name.log
         limit=$(sed -n 's/^# timeout: *\([0-9][0-9]*\).*/\1/p' "$script" | head -n 1)
         limit=${limit:-$E2E_TIMEOUT}
         ((limit > E2E_TIMEOUT)) && limit=$E2E_TIMEOUT
         echo "--- $name (limit ${limit}s)"
         t0=$(date +%s)
-        timeout -k 30 "$limit" bash "$script" </dev/null 2>&1 | tee "$log" | sed -u 's/^/    /'
+        DISKSWARM=$bin ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1} \
+            UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+            timeout -k 30 "$limit" bash "$script" </dev/null 2>&1 | tee "$log" | sed -u 's/^/    /'
         rc=${PIPESTATUS[0]}
         t1=$(date +%s)
         counts=$(parse_counts "$log")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # timeout: 600
+# asan: yes
 # swarm_ext4.sh — the core end-to-end test: a real ext4 filesystem travels through a swarm on 127.0.0.1.
 #
 # A ~64 MiB ext4 with ~40 MiB of random files (fragmented by deletions) → its used extents (dumpe2fs) →

@@ -23,8 +23,8 @@ DSTOOL=$DS_ROOT/tests/lib/dstool.py
 dstool() { "$DS_PY" "$DSTOOL" "$@"; }
 
 DS_PASSED=0 DS_FAILED=0 DS_SKIPPED=0
-DS_PIDS=() DS_MOUNTS=() DS_LOOPS=() DS_NETNS=() DS_LINKS=() DS_PORTS=()
-DS_TMP=
+DS_PORTS=()
+DS_TMP= DS_REG=
 
 ds_log() { printf '%s\n' "$*" >&2; }
 fail() { ds_log "  FAIL: $*"; exit 1; }
@@ -38,35 +38,51 @@ need_root() { is_root || skip "needs root (run as root to include this case)"; }
 # ---------------------------------------------------------------------------------------------------------
 # cleanup registry
 
+# The registry is a file ($DS_REG, one "KIND VALUE" line per resource) rather than shell arrays, so that
+# resources registered inside a command substitution — loop=$(ds_losetup IMG) — are still cleaned up.
+ds_reg() { # KIND VALUE
+    if [ -z "${DS_REG:-}" ]; then
+        ds_log "warning: $1 $2 registered before ds_init; it will not be cleaned up"
+        return 0
+    fi
+    printf '%s %s\n' "$1" "$2" >>"$DS_REG"
+}
+
+ds_unreg() { # KIND VALUE
+    [ -n "${DS_REG:-}" ] && [ -f "$DS_REG" ] || return 0
+    grep -vxF -- "$1 $2" "$DS_REG" >"$DS_REG.new"
+    mv -f "$DS_REG.new" "$DS_REG"
+}
+
+ds_reg_list() { # KIND: values, most recent first
+    [ -n "${DS_REG:-}" ] && [ -f "$DS_REG" ] || return 0
+    tac "$DS_REG" | awk -v k="$1" '$1 == k { sub(/^[^ ]+ /, ""); print }'
+}
+
 ds_cleanup() {
-    local rc=$? i pid
+    local rc=$? pid v n pids
     set +e
-    trap - EXIT INT TERM
-    for ((i = ${#DS_PIDS[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${DS_PIDS[i]}" 2>/dev/null
-    done
-    for pid in "${DS_PIDS[@]}"; do
-        local n=0
+    trap - EXIT INT TERM ERR
+    pids=$(ds_reg_list pid)
+    for pid in $pids; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in $pids; do
+        n=0
         while kill -0 "$pid" 2>/dev/null && ((n < 50)); do sleep 0.1; n=$((n + 1)); done
         kill -KILL "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
-    for ((i = ${#DS_MOUNTS[@]} - 1; i >= 0; i--)); do
-        if mountpoint -q "${DS_MOUNTS[i]}" 2>/dev/null; then
-            umount "${DS_MOUNTS[i]}" 2>/dev/null || umount -l "${DS_MOUNTS[i]}" 2>/dev/null
+    while IFS= read -r v; do
+        if mountpoint -q "$v" 2>/dev/null; then
+            umount "$v" 2>/dev/null || umount -l "$v" 2>/dev/null
         fi
-    done
-    for ((i = ${#DS_LOOPS[@]} - 1; i >= 0; i--)); do
-        losetup -d "${DS_LOOPS[i]}" 2>/dev/null
-    done
-    for ((i = ${#DS_NETNS[@]} - 1; i >= 0; i--)); do
-        local p
-        for p in $(ip netns pids "${DS_NETNS[i]}" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-        ip netns del "${DS_NETNS[i]}" 2>/dev/null
-    done
-    for ((i = ${#DS_LINKS[@]} - 1; i >= 0; i--)); do
-        ip link del "${DS_LINKS[i]}" 2>/dev/null
-    done
+    done < <(ds_reg_list mount)
+    while IFS= read -r v; do losetup -d "$v" 2>/dev/null; done < <(ds_reg_list loop)
+    while IFS= read -r v; do
+        for pid in $(ip netns pids "$v" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns del "$v" 2>/dev/null
+    done < <(ds_reg_list netns)
+    while IFS= read -r v; do ip link del "$v" 2>/dev/null; done < <(ds_reg_list link)
+    [ -n "${DS_REG:-}" ] && rm -f "$DS_REG"
     if [ -n "$DS_TMP" ] && [ -d "$DS_TMP" ] && [ "${DS_OWN_TMP:-1}" = 1 ]; then
         if [ -n "${DS_KEEP:-}" ]; then ds_log "keeping $DS_TMP"; else rm -rf "$DS_TMP"; fi
     fi
@@ -77,14 +93,16 @@ ds_cleanup() {
 ds_init() {
     DS_TMP=$(mktemp -d "${TMPDIR:-/tmp}/diskswarm-test.XXXXXX")
     DS_OWN_TMP=1
+    DS_REG=$DS_TMP/.cleanup.main
+    : >"$DS_REG"
     trap ds_cleanup EXIT
     trap 'exit 143' TERM
     trap 'exit 130' INT
 }
 
-ds_track_pid() { DS_PIDS+=("$1"); }
-ds_track_netns() { DS_NETNS+=("$1"); }
-ds_track_link() { DS_LINKS+=("$1"); }
+ds_track_pid() { ds_reg pid "$1"; }
+ds_track_netns() { ds_reg netns "$1"; }
+ds_track_link() { ds_reg link "$1"; }
 
 # ds_bg LOGFILE CMD...: start CMD in the background with stdout+stderr to LOGFILE, register it; sets DS_BG_PID.
 ds_bg() {
@@ -92,7 +110,7 @@ ds_bg() {
     shift
     "$@" >"$log" 2>&1 </dev/null &
     DS_BG_PID=$!
-    DS_PIDS+=("$DS_BG_PID")
+    ds_reg pid "$DS_BG_PID"
 }
 
 # ds_bg_split OUTFILE ERRFILE CMD...: like ds_bg with stdout and stderr in separate files.
@@ -101,7 +119,7 @@ ds_bg_split() {
     shift 2
     "$@" >"$out" 2>"$err" </dev/null &
     DS_BG_PID=$!
-    DS_PIDS+=("$DS_BG_PID")
+    ds_reg pid "$DS_BG_PID"
 }
 
 # ds_losetup FILE [losetup options...]: attach FILE to a free loop device, register it, print the device.
@@ -109,15 +127,13 @@ ds_losetup() {
     local file=$1 dev
     shift
     dev=$(losetup "$@" -f --show "$file") || return 1
-    DS_LOOPS+=("$dev")
+    ds_reg loop "$dev"
     printf '%s\n' "$dev"
 }
 
 ds_loop_detach() {
-    local dev=$1 i
-    losetup -d "$dev" || return 1
-    for i in "${!DS_LOOPS[@]}"; do [ "${DS_LOOPS[i]}" = "$dev" ] && unset 'DS_LOOPS[i]'; done
-    DS_LOOPS=("${DS_LOOPS[@]}")
+    losetup -d "$1" || return 1
+    ds_unreg loop "$1"
 }
 
 # ds_mount DEV DIR [mount options]: mount and register.
@@ -126,14 +142,12 @@ ds_mount() {
     shift 2
     mkdir -p "$dir"
     mount "$@" "$dev" "$dir" || return 1
-    DS_MOUNTS+=("$dir")
+    ds_reg mount "$dir"
 }
 
 ds_umount() {
-    local dir=$1 i
-    umount "$dir" || return 1
-    for i in "${!DS_MOUNTS[@]}"; do [ "${DS_MOUNTS[i]}" = "$dir" ] && unset 'DS_MOUNTS[i]'; done
-    DS_MOUNTS=("${DS_MOUNTS[@]}")
+    umount "$1" || return 1
+    ds_unreg mount "$1"
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -367,12 +381,15 @@ ds_case() {
     ds_log "--- case $name"
     set +e
     (
-        DS_PIDS=() DS_MOUNTS=() DS_LOOPS=() DS_NETNS=() DS_LINKS=()
         DS_OWN_TMP=0
+        DS_REG=$DS_TMP/.cleanup.case.$BASHPID
+        : >"$DS_REG"
         trap ds_cleanup EXIT
         trap 'exit 143' TERM
         set -eE -o pipefail
-        trap 'ds_log "  command failed (line $LINENO): $BASH_COMMAND"' ERR
+        DS_ERR_SHOWN=
+        trap 'if [ -z "$DS_ERR_SHOWN" ] && [[ $BASH_COMMAND != exit* && $BASH_COMMAND != return* ]]; then
+                  DS_ERR_SHOWN=1; ds_log "  command failed (line $LINENO): $BASH_COMMAND"; fi' ERR
         "$@"
     )
     rc=$?
