@@ -26,6 +26,8 @@ struct tracker_http {
 /* The raw request target, saved before libmicrohttpd decodes the query. */
 struct req {
     bool too_long;
+    bool headers_seen;              /* the handler's first call only marks this: answering then would be an
+                                       "early response" after which libmicrohttpd closes the connection */
     size_t len;
     char target[];
 };
@@ -42,6 +44,7 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *con)
     if (!r)
         return NULL;
     r->too_long = too_long;
+    r->headers_seen = false;
     r->len = n;
     memcpy(r->target, uri, n);
     r->target[n] = 0;
@@ -101,13 +104,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char
     (void)upload_data;
     struct tracker_http *h = cls;
     struct req *r = *req_cls;
-    if (*upload_data_size) {            /* a body: not ours to accept */
+    if (!r)
+        return MHD_NO;
+    if (!r->headers_seen) {
+        r->headers_seen = true;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {            /* a body: not ours to accept, discarded */
         *upload_data_size = 0;
         return MHD_YES;
     }
     atomic_fetch_add(&h->requests, 1);
-    if (!r)
-        return MHD_NO;
     bool head = !strcmp(method, MHD_HTTP_METHOD_HEAD);
     if (strcmp(method, MHD_HTTP_METHOD_GET) && !head)
         return send_text(con, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
