@@ -81,6 +81,7 @@ check_disk_target() {
 }
 
 case_gpt_whole_disk() {
+    cap_case_init
     make_gpt_disk
     local out=$DS_TMP/out-disk i
     "$DISKSWARM" capture "$DISK" -o "$out" --name sda --piece-size 1M >"$out.log" 2>&1 || { cat "$out.log" >&2; fail "capture"; }
@@ -120,6 +121,7 @@ PY
 }
 
 case_per_partition() {
+    cap_case_init
     [ -s "$DISK" ] || skip "no GPT disk (previous case skipped)"
     local out=$DS_TMP/out-pp s2 z2 loop
     "$DISKSWARM" capture "$DISK" -o "$out" --name sda --per-partition --piece-size 1M --quiet >/dev/null ||
@@ -152,6 +154,7 @@ PY
 }
 
 case_mbr_logical() {
+    cap_case_init
     need_root
     local d=$DS_TMP/mbr.img out=$DS_TMP/out-mbr s z loop
     truncate -s 128M "$d"

@@ -17,6 +17,7 @@ DATA_MB=40
 
 # case_variant NAME MKFS_OPTS...
 case_variant() {
+    cap_case_init
     local v=$1 img=$DS_TMP/$1.img out=$DS_TMP/out-$1 i
     shift
     cap_make_ext4 "$img" "$FS_MB" "$DATA_MB" "$@"
@@ -55,6 +56,7 @@ PY
 }
 
 case_raw_fallback() {
+    cap_case_init
     local img=$DS_TMP/unknown.img out=$DS_TMP/out-raw
     truncate -s 8M "$img"
     head -c 1M /dev/urandom | dd of="$img" bs=1M seek=3 conv=notrunc status=none
@@ -69,6 +71,7 @@ assert p["raw_fallback"] and p["used_bytes"] == 1 << 20, p' "$out-z/manifest.jso
 }
 
 case_mounted_rw_refused() {
+    cap_case_init
     need_root
     local img=$DS_TMP/mnt.img loop mnt=$DS_TMP/mnt-rw rc=0
     truncate -s 32M "$img"
@@ -86,6 +89,7 @@ case_mounted_rw_refused() {
 }
 
 case_usage_errors() {
+    cap_case_init
     local rc=0
     "$DISKSWARM" capture >/dev/null 2>&1 || rc=$?
     [ "$rc" = 2 ] || fail "no args: $rc"

@@ -232,3 +232,7 @@ for a, n in used:
 for o, l in out: print(o, l)
 PY
 }
+
+# cap_case_init: call first in every case. Workaround: common.sh's ds_unreg fails (grep -v exit 1 under set -e)
+# when it removes the last registry entry, so keep one inert entry (a kind the cleanup ignores) in the registry.
+cap_case_init() { ds_reg keep capture-sentinel; }
