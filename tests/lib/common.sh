@@ -50,7 +50,7 @@ ds_reg() { # KIND VALUE
 
 ds_unreg() { # KIND VALUE
     [ -n "${DS_REG:-}" ] && [ -f "$DS_REG" ] || return 0
-    grep -vxF -- "$1 $2" "$DS_REG" >"$DS_REG.new"
+    grep -vxF -- "$1 $2" "$DS_REG" >"$DS_REG.new" || true
     mv -f "$DS_REG.new" "$DS_REG"
 }
 
@@ -287,15 +287,16 @@ make_ext4_image() {
 # ext4_used_extents IMG > extents.txt: the byte extents ("OFFSET LENGTH", decimal, sorted, merged) of every
 # block the filesystem uses according to its block bitmaps — superblock and backups, group descriptors,
 # bitmaps, inode tables, journal, directories and file data — plus block 0 (boot sector) which on a 1 KiB
-# block fs lies outside the bitmaps. Computed as the complement of dumpe2fs's per-group free ranges; the
-# total is checked against the superblock's free block count.
+# block fs lies outside the bitmaps. Computed as the complement of dumpe2fs's per-group free ranges (read
+# from the bitmaps); the total is checked against the group descriptors' free counts (the superblock's own
+# count is only updated lazily by the kernel, so it is not used).
 ext4_used_extents() {
     local img=$1 dump
     dump=$(dumpe2fs "$img" 2>/dev/null) || { ds_log "dumpe2fs $img failed"; return 1; }
     printf '%s\n' "$dump" | awk '
         /^Block size:/      { bs = $3 }
         /^Block count:/     { bc = $3 }
-        /^Free blocks:/     { fc = $3 }
+        /^  [0-9]+ free blocks, / { fc += $1; ngd++ }
         /^  Free blocks: /  {
             s = $0; sub(/^  Free blocks: */, "", s)
             n = split(s, r, /, */)
@@ -319,7 +320,7 @@ ext4_used_extents() {
             if (cur < bc) emit(cur, bc - cur)
             flush()
             if (freed != fc) {
-                printf "ext4_used_extents: free ranges sum to %d blocks, superblock says %d\n", freed, fc > "/dev/stderr"
+                printf "ext4_used_extents: free ranges sum to %d blocks, group descriptors say %d\n", freed, fc > "/dev/stderr"
                 exit 1
             }
         }
