@@ -1,6 +1,7 @@
 #include "announcer.h"
 
 #include <poll.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@ int announcer_init(struct announcer *a, struct session *s, const uint8_t peer_id
     memcpy(a->peer_id, peer_id, 20);
     a->port = port;
     a->pending = AE_STARTED;
+    if (gethostname(a->name, sizeof a->name - 1) != 0)
+        a->name[0] = 0;
     for (size_t i = 0; i < a->mi->num_trackers; i++)
         if (is_http(a->mi->trackers[i])) {
             if (!a->any_http)
@@ -31,6 +34,43 @@ int announcer_init(struct announcer *a, struct session *s, const uint8_t peer_id
 }
 
 int announcer_fd(const struct announcer *a) { return a->w ? tracker_worker_fd(a->w) : -1; }
+
+/* Progress extras for diskswarm's own tracker (other trackers ignore unknown parameters):
+ * ds_name, ds_rate/ds_up (bytes/s since the last announce), ds_npieces and ds_pieces (have-bitfield in hex,
+ * left out above 65536 pieces to keep the URL bounded). */
+static char *progress_extra(struct announcer *a, const struct session_stats *st, uint64_t now)
+{
+    struct buf b = {0};
+    double dt = a->last_t && now > a->last_t ? (double)(now - a->last_t) / 1000.0 : 0.0;
+    uint64_t rate = dt > 0 ? (uint64_t)((double)(st->payload_down - a->last_down) / dt) : 0;
+    uint64_t up = dt > 0 ? (uint64_t)((double)(st->payload_up - a->last_up) / dt) : 0;
+    a->last_t = now;
+    a->last_down = st->payload_down;
+    a->last_up = st->payload_up;
+    int rc = buf_printf(&b, "ds_name=");
+    for (const char *c = a->name; *c; c++) {
+        unsigned char ch = (unsigned char)*c;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+            ch == '.' || ch == '_')
+            rc |= buf_put_u8(&b, ch);
+        else
+            rc |= buf_printf(&b, "%%%02X", ch);
+    }
+    rc |= buf_printf(&b, "&ds_rate=%llu&ds_up=%llu&ds_npieces=%u", (unsigned long long)rate,
+                     (unsigned long long)up, st->num_pieces);
+    if (st->num_pieces <= 65536) {
+        rc |= buf_printf(&b, "&ds_pieces=");
+        const struct bitfield *h = &a->s->have;
+        char hex[3];
+        for (size_t i = 0; i < bitfield_bytes(h->nbits); i++) {
+            snprintf(hex, sizeof hex, "%02x", h->bits[i]);
+            rc |= buf_put(&b, hex, 2);
+        }
+    }
+    char *out = rc ? NULL : buf_steal_str(&b);
+    buf_free(&b);
+    return out;
+}
 
 static void submit(struct announcer *a, enum announce_event ev)
 {
@@ -47,7 +87,10 @@ static void submit(struct announcer *a, enum announce_event ev)
     r.left = st.total_bytes - st.bytes_have;
     r.event = ev;
     r.numwant = ev == AE_STOPPED ? 0 : 200;
+    char *extra = progress_extra(a, &st, net_now_ms());
+    r.extra = extra;
     char *url = tracker_announce_url(&r);
+    free(extra);
     if (!url)
         return;
     if (tracker_worker_submit(a->w, url) == 0)

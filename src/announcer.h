@@ -27,6 +27,9 @@ struct announcer {
     char last_error[1024];
     uint32_t last_peers;
     bool any_http;
+    /* for the progress extras our tracker shows on its dashboard */
+    uint64_t last_t, last_down, last_up;
+    char name[64];
 };
 
 /* Returns 0 with a->any_http false when the torrent names no http(s) tracker (nothing to do). */

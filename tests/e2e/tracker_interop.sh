@@ -85,7 +85,7 @@ aria2_lt() {
     ih=$(ix_infohash "$t")
     start_ds_tracker "$tport" "$t"
     # the torrent's layout: NAME/<32 hex digits of offset 0>
-    name=$("$DS_PY" "$IX_LT_PEER" files "$t" | head -n 1 | awk '{print $1}')
+    name=$("$DS_PY" "$IX_LT_PEER" files "$t" | awk 'NR == 1 {print $1}')
     mkdir -p "$DS_TMP/aria/$(dirname "$name")"
     cp "$SRC" "$DS_TMP/aria/$name"
     ix_check "aria2c verifies and seeds, announcing to diskswarm tracker"
