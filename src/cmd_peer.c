@@ -16,6 +16,7 @@
 #include "extent_map.h"
 #include "metainfo.h"
 #include "net.h"
+#include "piece_check.h"
 #include "progress.h"
 #include "session.h"
 #include "store.h"
@@ -31,6 +32,7 @@ struct peer_opts {
     const char *peers[MAX_CLI_PEERS];
     size_t n_peers;
     bool verify;
+    bool resume;
     bool json, quiet, no_tracker, verbose;
     int64_t seed_time;      /* seconds; -1 = not given */
     uint64_t expect;        /* 0 = not given */
@@ -83,17 +85,21 @@ static void usage(FILE *f, bool fetch)
           "  --verbose              log peer connections and disconnections to stderr\n",
           f);
     if (!fetch)
-        fputs("  --verify               hash every piece of the source before serving\n", f);
+        fputs("  --verify               hash every piece of the source (on all cores) before serving\n", f);
+    else
+        fputs("  --resume               first check the pieces already on the target (on all cores) and fetch\n"
+              "                         only the missing or wrong ones (after an interrupted run)\n",
+              f);
 }
 
 static int parse_opts(int argc, char **argv, struct peer_opts *o)
 {
     enum { O_TO = 256, O_FROM, O_LISTEN, O_PEER, O_VERIFY, O_SEEDTIME, O_EXPECT, O_JSON, O_QUIET, O_NOTRACKER,
-           O_MAXPEERS, O_PIPELINE, O_HELP, O_VERBOSE };
+           O_MAXPEERS, O_PIPELINE, O_HELP, O_VERBOSE, O_RESUME };
     static const struct option lo[] = {
         {"to", required_argument, 0, O_TO},           {"from", required_argument, 0, O_FROM},
         {"listen", required_argument, 0, O_LISTEN},   {"peer", required_argument, 0, O_PEER},
-        {"verify", no_argument, 0, O_VERIFY},         {"seed-time", required_argument, 0, O_SEEDTIME},
+        {"verify", no_argument, 0, O_VERIFY},         {"resume", no_argument, 0, O_RESUME},         {"seed-time", required_argument, 0, O_SEEDTIME},
         {"expect", required_argument, 0, O_EXPECT},   {"json", no_argument, 0, O_JSON},
         {"quiet", no_argument, 0, O_QUIET},           {"no-tracker", no_argument, 0, O_NOTRACKER},
         {"max-peers", required_argument, 0, O_MAXPEERS}, {"pipeline", required_argument, 0, O_PIPELINE},
@@ -126,6 +132,10 @@ static int parse_opts(int argc, char **argv, struct peer_opts *o)
         case O_VERIFY:
             if (o->fetch) goto bad;
             o->verify = true;
+            break;
+        case O_RESUME:
+            if (!o->fetch) goto bad;
+            o->resume = true;
             break;
         case O_SEEDTIME:
             if (cli_parse_uint(optarg, 10u * 365 * 86400, &v)) {
@@ -176,19 +186,39 @@ static int parse_opts(int argc, char **argv, struct peer_opts *o)
     return 0;
 }
 
-static int verify_source(struct store *st, const struct metainfo *mi, struct progress *pg)
+static void check_progress(void *ctx, uint32_t done, uint32_t total)
+{
+    struct progress *pg = ctx;
+    if (pg->tty && (done % 8 == 0 || done == total)) {
+        fprintf(stderr, "\r\033[K%s: checking pieces %u/%u", pg->role, done, total);
+        pg->drawn = 1;
+    }
+}
+
+/* Hash every piece on all cores; ok gets the pieces that match. */
+static int check_pieces(struct store *st, const struct metainfo *mi, struct progress *pg, struct bitfield *ok)
 {
     struct ds_err e;
-    uint32_t bad = 0;
-    for (uint32_t i = 0; i < mi->num_pieces; i++) {
-        int r = store_check_piece(st, i, &e);
-        if (r < 0) {
-            cli_error("verifying the source: %s", e.msg);
-            return -1;
-        }
-        if (r == 0)
-            bad++;
+    if (bitfield_init(ok, mi->num_pieces)) {
+        cli_error("out of memory");
+        return -1;
     }
+    if (piece_check_all(st, 0, ok, check_progress, pg, &e)) {
+        progress_clear(pg);
+        cli_error("checking %s: %s", st->path, e.msg);
+        return -1;
+    }
+    progress_clear(pg);
+    return 0;
+}
+
+static int verify_source(struct store *st, const struct metainfo *mi, struct progress *pg)
+{
+    struct bitfield ok;
+    if (check_pieces(st, mi, pg, &ok))
+        return -1;
+    uint32_t bad = mi->num_pieces - ok.count;
+    bitfield_free(&ok);
     if (bad) {
         cli_error("the source does not match the torrent: %u of %u pieces differ", bad, mi->num_pieces);
         return -1;
@@ -206,6 +236,7 @@ static int run_peer(struct peer_opts *o)
     struct session s;
     struct net n;
     struct announcer an;
+    struct bitfield resumed = {0};
     bool s_ok = false, n_ok = false, an_ok = false;
     int rc = 1;
     int sfd = -1;
@@ -239,6 +270,15 @@ static int run_peer(struct peer_opts *o)
 
     if (!o->fetch && o->verify && verify_source(&st, mi, &pg))
         goto out;
+    if (o->fetch && o->resume) {
+        if (check_pieces(&st, mi, &pg, &resumed))
+            goto out;
+        char f[96], t[160];
+        snprintf(f, sizeof f, "\"pieces\":%u,\"num_pieces\":%u", resumed.count, mi->num_pieces);
+        snprintf(t, sizeof t, "fetch: resuming: %u of %u pieces already on %s", resumed.count, mi->num_pieces,
+                 o->dev);
+        progress_event(&pg, "resume", f, t);
+    }
 
     struct session_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -250,6 +290,7 @@ static int run_peer(struct peer_opts *o)
         goto out;
     }
     cfg.have_all = !o->fetch;
+    cfg.initial_have = o->resume ? &resumed : NULL;
     cfg.max_peers = (uint32_t)o->max_peers;
     cfg.pipeline = (uint32_t)o->pipeline;
     if (o->verbose) {
@@ -407,6 +448,7 @@ out:
         close(sfd);
     if (s_ok)
         session_free(&s);
+    bitfield_free(&resumed);
     store_close(&st);
     extent_map_free(&map);
     metainfo_free(mi);

@@ -6,7 +6,15 @@
 #include "cli.h"
 #include "extent_map.h"
 #include "metainfo.h"
+#include "piece_check.h"
 #include "store.h"
+
+static void show_progress(void *ctx, uint32_t done, uint32_t total)
+{
+    (void)ctx;
+    if (done % 16 == 0 || done == total)
+        fprintf(stderr, "\rverify: %u/%u pieces", done, total);
+}
 
 int cmd_verify(int argc, char **argv)
 {
@@ -32,21 +40,25 @@ int cmd_verify(int argc, char **argv)
         cli_error("%s", e.msg);
         goto out;
     }
-    uint32_t bad = 0, first_bad = 0;
     bool tty = isatty(STDERR_FILENO);
-    for (uint32_t i = 0; i < mi->num_pieces; i++) {
-        int r = store_check_piece(&st, i, &e);
-        if (r < 0) {
-            cli_error("%s", e.msg);
-            goto out;
-        }
-        if (r == 0 && bad++ == 0)
-            first_bad = i;
-        if (tty && (i % 16 == 0 || i + 1 == mi->num_pieces))
-            fprintf(stderr, "\rverify: %u/%u pieces", i + 1, mi->num_pieces);
+    struct bitfield ok = {0};
+    if (bitfield_init(&ok, mi->num_pieces)) {
+        cli_error("out of memory");
+        goto out;
+    }
+    if (piece_check_all(&st, 0, &ok, tty ? show_progress : NULL, NULL, &e)) {
+        if (tty)
+            fputs("\r\033[K", stderr);
+        cli_error("%s", e.msg);
+        bitfield_free(&ok);
+        goto out;
     }
     if (tty)
         fputs("\r\033[K", stderr);
+    uint32_t bad = mi->num_pieces - ok.count, first_bad = 0;
+    while (bad && first_bad < mi->num_pieces && bitfield_get(&ok, first_bad))
+        first_bad++;
+    bitfield_free(&ok);
     if (bad) {
         printf("FAILED: %u of %u pieces do not match (first: piece %u)\n", bad, mi->num_pieces, first_bad);
         goto out;

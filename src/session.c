@@ -119,6 +119,12 @@ int session_init(struct session *s, const struct session_config *cfg, struct ds_
     if (cfg->have_all) {
         bitfield_set_all(&s->have);
         s->bytes_have = mi->total_length;
+    } else if (cfg->initial_have && cfg->initial_have->nbits == mi->num_pieces) {
+        for (uint32_t i = 0; i < mi->num_pieces; i++)
+            if (bitfield_get(cfg->initial_have, i)) {
+                bitfield_set(&s->have, i);
+                s->bytes_have += metainfo_piece_size(mi, i);
+            }
     }
     uint64_t seed = cfg->seed;
     if (!seed)

@@ -32,6 +32,7 @@ struct session_config {
     uint8_t peer_id[20];
     uint16_t listen_port;           /* advertised in the extension handshake (0 = none) */
     bool have_all;                  /* seeding from a trusted source: all pieces present without hashing */
+    const struct bitfield *initial_have; /* pieces already verified on the target (resume), may be NULL */
     uint32_t max_peers;             /* connections, default 64 */
     uint32_t upload_slots;          /* unchoked peers, default 64 (cooperative LAN: everyone interested) */
     uint32_t pipeline;              /* outstanding block requests per peer, default 128 */
