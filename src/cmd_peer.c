@@ -15,14 +15,17 @@
 #include "cli.h"
 #include "extent_map.h"
 #include "metainfo.h"
+#include "addr_filter.h"
 #include "net.h"
 #include "piece_check.h"
 #include "progress.h"
 #include "session.h"
 #include "store.h"
+#include "swarm_auth.h"
 #include "tracker_client.h"
 
 #define MAX_CLI_PEERS 256
+#define MAX_ALLOW 64
 
 struct peer_opts {
     bool fetch;
@@ -33,6 +36,9 @@ struct peer_opts {
     size_t n_peers;
     bool verify;
     bool resume;
+    struct cidr allow[MAX_ALLOW];
+    size_t n_allow;
+    const char *secret_file;
     bool json, quiet, no_tracker, verbose;
     int64_t seed_time;      /* seconds; -1 = not given */
     uint64_t expect;        /* 0 = not given */
@@ -80,6 +86,8 @@ static void usage(FILE *f, bool fetch)
           "  --expect N             the swarm is done when N downloading machines are complete: then exit\n"
           "                         (with --seed-time as an upper bound; fetch counts itself)\n"
           "  --max-peers N          connections at most (default 64)\n"
+          "  --allow CIDR           only talk to peers in this address range (repeatable)\n"
+          "  --secret-file FILE     private swarm: peers must prove they know this secret (>= 16 bytes)\n"
           "  --json                 one JSON status object per line on stdout\n"
           "  --quiet                no progress output\n"
           "  --verbose              log peer connections and disconnections to stderr\n",
@@ -95,11 +103,12 @@ static void usage(FILE *f, bool fetch)
 static int parse_opts(int argc, char **argv, struct peer_opts *o)
 {
     enum { O_TO = 256, O_FROM, O_LISTEN, O_PEER, O_VERIFY, O_SEEDTIME, O_EXPECT, O_JSON, O_QUIET, O_NOTRACKER,
-           O_MAXPEERS, O_PIPELINE, O_HELP, O_VERBOSE, O_RESUME };
+           O_MAXPEERS, O_PIPELINE, O_HELP, O_VERBOSE, O_RESUME, O_ALLOW, O_SECRET };
     static const struct option lo[] = {
         {"to", required_argument, 0, O_TO},           {"from", required_argument, 0, O_FROM},
         {"listen", required_argument, 0, O_LISTEN},   {"peer", required_argument, 0, O_PEER},
-        {"verify", no_argument, 0, O_VERIFY},         {"resume", no_argument, 0, O_RESUME},         {"seed-time", required_argument, 0, O_SEEDTIME},
+        {"verify", no_argument, 0, O_VERIFY},         {"resume", no_argument, 0, O_RESUME},
+        {"allow", required_argument, 0, O_ALLOW},     {"secret-file", required_argument, 0, O_SECRET},         {"seed-time", required_argument, 0, O_SEEDTIME},
         {"expect", required_argument, 0, O_EXPECT},   {"json", no_argument, 0, O_JSON},
         {"quiet", no_argument, 0, O_QUIET},           {"no-tracker", no_argument, 0, O_NOTRACKER},
         {"max-peers", required_argument, 0, O_MAXPEERS}, {"pipeline", required_argument, 0, O_PIPELINE},
@@ -133,6 +142,20 @@ static int parse_opts(int argc, char **argv, struct peer_opts *o)
             if (o->fetch) goto bad;
             o->verify = true;
             break;
+        case O_ALLOW: {
+            struct ds_err e;
+            if (o->n_allow >= MAX_ALLOW) {
+                cli_error("too many --allow ranges (at most %d)", MAX_ALLOW);
+                return EXIT_USAGE;
+            }
+            if (cidr_parse(optarg, &o->allow[o->n_allow], &e)) {
+                cli_error("--allow: %s", e.msg);
+                return EXIT_USAGE;
+            }
+            o->n_allow++;
+            break;
+        }
+        case O_SECRET: o->secret_file = optarg; break;
         case O_RESUME:
             if (!o->fetch) goto bad;
             o->resume = true;
@@ -227,8 +250,31 @@ static int verify_source(struct store *st, const struct metainfo *mi, struct pro
     return 0;
 }
 
+/* Read a swarm secret: at least SWARM_SECRET_MIN bytes, trailing newline ignored, at most 4 KiB. */
+static int read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("--secret-file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, cap, f);
+    bool more = fgetc(f) != EOF;
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (more || n < SWARM_SECRET_MIN) {
+        cli_error("--secret-file %s: the secret must be %d to %zu bytes", path, SWARM_SECRET_MIN, cap);
+        return -1;
+    }
+    *len = n;
+    return 0;
+}
+
 static int run_peer(struct peer_opts *o)
 {
+    uint8_t secret[4096];
+    size_t secret_len = 0;
     struct ds_err e;
     struct metainfo *mi = NULL;
     struct extent_map map = {0};
@@ -291,6 +337,18 @@ static int run_peer(struct peer_opts *o)
     }
     cfg.have_all = !o->fetch;
     cfg.initial_have = o->resume ? &resumed : NULL;
+    cfg.allow = o->allow;
+    cfg.n_allow = o->n_allow;
+    if (o->secret_file) {
+        if (read_secret(o->secret_file, secret, sizeof secret, &secret_len))
+            goto out;
+        cfg.secret = secret;
+        cfg.secret_len = secret_len;
+        if (getrandom(cfg.nonce_key, sizeof cfg.nonce_key, 0) != (ssize_t)sizeof cfg.nonce_key) {
+            cli_error("cannot get random bytes");
+            goto out;
+        }
+    }
     cfg.max_peers = (uint32_t)o->max_peers;
     cfg.pipeline = (uint32_t)o->pipeline;
     if (o->verbose) {
@@ -318,6 +376,11 @@ static int run_peer(struct peer_opts *o)
         struct peer_addr a;
         if (peer_addr_parse(o->peers[i], &a, &e)) {
             cli_error("--peer %s: %s", o->peers[i], e.msg);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        if (!addr_allowed(o->allow, o->n_allow, &a)) {
+            cli_error("--peer %s is outside every --allow range", o->peers[i]);
             rc = EXIT_USAGE;
             goto out;
         }

@@ -227,7 +227,8 @@ static void on_accept(struct net *n, uint64_t now)
         struct sess_peer *p = session_peer_new(n->s, &a, false, -1, now);
         char as[80];
         peer_addr_format(&a, as, sizeof as);
-        session_log(n->s, "incoming connection from %s%s", as, p ? "" : " refused: too many peers");
+        session_log(n->s, "incoming connection from %s%s", as,
+                    p ? "" : session_addr_allowed(n->s, &a) ? " refused: too many peers" : " refused: not allowed");
         if (!p) {
             close(fd);
             continue;

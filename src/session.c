@@ -18,6 +18,8 @@
 #define PEX_MAX_ADDED 50
 #define EXT_MSG_MAX (64u * 1024u)
 #define OUR_UT_PEX_ID 1
+#define OUR_DS_AUTH_ID 2
+#define AUTH_TIMEOUT_MS 15000
 #define MAX_STRIKES 3
 
 /* ---------- small helpers ---------- */
@@ -193,10 +195,18 @@ static void send_ext_handshake(struct session *s, struct sess_peer *p)
     int rc = benc_dict_begin(&b);
     rc |= benc_cstr(&b, "ds_maxreq");
     rc |= benc_int(&b, WIRE_MAX_BLOCK);
+    if (s->cfg.secret) {
+        rc |= benc_cstr(&b, "ds_nonce");
+        rc |= benc_str(&b, p->nonce, SWARM_NONCE_LEN);
+    }
     rc |= benc_cstr(&b, "ds_seed");
     rc |= benc_int(&b, s->cfg.have_all ? 1 : 0);
     rc |= benc_cstr(&b, "m");
     rc |= benc_dict_begin(&b);
+    if (s->cfg.secret) {
+        rc |= benc_cstr(&b, "ds_auth");
+        rc |= benc_int(&b, OUR_DS_AUTH_ID);
+    }
     rc |= benc_cstr(&b, "ut_pex");
     rc |= benc_int(&b, OUR_UT_PEX_ID);
     rc |= benc_end(&b);
@@ -240,7 +250,7 @@ static bool in_set(const uint32_t *set, uint32_t n, uint32_t v)
 /* BEP 6: grant an IPv4 peer its allowed-fast set, so a choked peer can still start. */
 static void send_allowed_fast(struct session *s, struct sess_peer *p)
 {
-    if (!p->fast || p->addr.ss.ss_family != AF_INET || s->have.count == 0)
+    if (!p->authed || !p->fast || p->addr.ss.ss_family != AF_INET || s->have.count == 0)
         return;
     const struct sockaddr_in *sin = (const void *)&p->addr.ss;
     uint8_t ip[4];
@@ -277,7 +287,7 @@ static uint32_t unchoked_count(const struct session *s)
 /* Cooperative LAN policy: every interested peer is unchoked while slots last; no tit-for-tat. */
 static void maybe_unchoke(struct session *s, struct sess_peer *p, uint64_t now)
 {
-    if (p->state != PS_ACTIVE || !p->am_choking || !p->peer_interested || s->have.count == 0)
+    if (p->state != PS_ACTIVE || !p->authed || !p->am_choking || !p->peer_interested || s->have.count == 0)
         return;
     if (unchoked_count(s) >= s->cfg.upload_slots)
         return;
@@ -338,7 +348,7 @@ static void release_ours(struct session *s, struct sess_peer *p)
  * per-message and per-syscall cost eightfold on both sides; other clients get standard 16 KiB requests. */
 static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
 {
-    if (p->state != PS_ACTIVE || p->closing || !p->am_interested)
+    if (p->state != PS_ACTIVE || p->closing || !p->authed || !p->am_interested)
         return;
     if (s->have.count == s->have.nbits)
         return;
@@ -537,7 +547,7 @@ static void on_request(struct session *s, struct sess_peer *p, const struct wire
         peer_close(p, "request outside the piece");
         return;
     }
-    bool allowed = !p->am_choking || in_set(p->fast_out, p->n_fast_out, m->index);
+    bool allowed = p->authed && (!p->am_choking || in_set(p->fast_out, p->n_fast_out, m->index));
     if (!allowed || !bitfield_get(&s->have, m->index)) {
         if (p->fast) {
             if (wire_put_block_ref(&p->out, WM_REJECT, m->index, m->begin, m->length))
@@ -624,8 +634,8 @@ static void cancel_elsewhere(struct session *s, struct sess_peer *from, uint32_t
 static void on_piece(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
 {
     uint32_t len = (uint32_t)m->data_len;
-    if (!ours_take(p, m->index, m->begin, len))
-        return; /* not asked for (or cancelled): never written */
+    if (!p->authed || !ours_take(p, m->index, m->begin, len))
+        return; /* not asked for (or cancelled, or from an unproven peer): never written */
     p->t_last_block = now;
     p->bytes_down += len;
     s->payload_down += len;
@@ -714,6 +724,20 @@ static void on_ext_handshake(struct session *s, struct sess_peer *p, const uint8
             p->client[i] = (v->u.s.p[i] >= 32 && v->u.s.p[i] < 127) ? (char)v->u.s.p[i] : '?';
         p->client[k] = 0;
     }
+    if (s->cfg.secret && !p->authed) {
+        const struct bnode *da = m ? bdict_get_int(m, "ds_auth") : NULL;
+        const struct bnode *nonce = bdict_get_str(doc.root, "ds_nonce");
+        uint8_t mac[SWARM_MAC_LEN];
+        if (!da || da->u.i <= 0 || da->u.i > 255 || !nonce || nonce->u.s.len != SWARM_NONCE_LEN) {
+            bdoc_free(&doc);
+            peer_close(p, "peer does not take part in the swarm secret");
+            return;
+        }
+        p->ds_auth_id = (uint8_t)da->u.i;
+        if (swarm_auth_mac(s->cfg.secret, s->cfg.secret_len, nonce->u.s.p, s->mi->info_hash, s->cfg.peer_id, mac) ||
+            wire_put_extended(&p->out, p->ds_auth_id, mac, sizeof mac))
+            oom(s);
+    }
     const struct bnode *mr = bdict_get_int(doc.root, "ds_maxreq");
     if (mr && mr->u.i >= (int64_t)s->cfg.block_size)
         p->max_req = mr->u.i > (int64_t)WIRE_MAX_BLOCK ? WIRE_MAX_BLOCK : (uint32_t)mr->u.i;
@@ -774,7 +798,7 @@ static void send_pex(struct session *s, struct sess_peer *p, uint64_t now)
     size_t n = 0;
     for (uint32_t i = 0; i < s->n_slots && n < PEX_MAX_ADDED; i++) {
         struct sess_peer *q = s->peers[i];
-        if (!q || q == p || q->state != PS_ACTIVE || !q->listen_known)
+        if (!q || q == p || q->state != PS_ACTIVE || !q->listen_known || !q->authed)
             continue;
         uint8_t flag = q->have.count == q->have.nbits ? 0x02 : 0x00; /* 0x02: seed */
         if (q->listen.ss.ss_family == AF_INET) {
@@ -808,6 +832,27 @@ fail:
     buf_free(&v6);
     buf_free(&f4);
     buf_free(&f6);
+}
+
+/* The peer's proof that it knows the swarm secret (see swarm_auth.h). */
+static void on_auth(struct session *s, struct sess_peer *p, const uint8_t *d, size_t n, uint64_t now)
+{
+    uint8_t want[SWARM_MAC_LEN];
+    if (n != SWARM_MAC_LEN ||
+        swarm_auth_mac(s->cfg.secret, s->cfg.secret_len, p->nonce, s->mi->info_hash, p->peer_id, want) ||
+        !swarm_auth_equal(want, d)) {
+        /* not one of ours: do not dial it again, and refuse it if it comes back */
+        ban_id(s, p->peer_id);
+        if (p->cand >= 0)
+            s->cands[p->cand].banned = true;
+        peer_close(p, "wrong swarm secret");
+        return;
+    }
+    p->authed = true;
+    session_log(s, "peer proved the swarm secret");
+    send_allowed_fast(s, p);
+    maybe_unchoke(s, p, now);
+    fill_requests(s, p, now);
 }
 
 static void handle_msg(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
@@ -908,8 +953,10 @@ static void handle_msg(struct session *s, struct sess_peer *p, const struct wire
             break;
         if (m->ext_id == 0)
             on_ext_handshake(s, p, m->data, m->data_len);
-        else if (m->ext_id == OUR_UT_PEX_ID)
+        else if (m->ext_id == OUR_UT_PEX_ID && p->authed)
             on_pex(s, m->data, m->data_len);
+        else if (m->ext_id == OUR_DS_AUTH_ID && s->cfg.secret && !p->authed)
+            on_auth(s, p, m->data, m->data_len, now);
         break;
     case WM_ALLOWED_FAST:
         if (!p->fast) {
@@ -970,6 +1017,10 @@ static void on_handshake(struct session *s, struct sess_peer *p, const struct wi
         send_handshake(s, p, now);
     p->fast = (hs->reserved[WIRE_RSV_FAST_BYTE] & WIRE_RSV_FAST_MASK) != 0;
     p->extended = (hs->reserved[WIRE_RSV_EXTENDED_BYTE] & WIRE_RSV_EXTENDED_MASK) != 0;
+    if (s->cfg.secret && !p->extended) {
+        peer_close(p, "swarm secret required, peer lacks the extension protocol");
+        return;
+    }
     p->state = PS_ACTIVE;
     if (p->cand >= 0)
         s->cands[p->cand].fails = 0;
@@ -1060,6 +1111,8 @@ void session_peer_fill(struct session *s, struct sess_peer *p, uint64_t now)
 struct sess_peer *session_peer_new(struct session *s, const struct peer_addr *addr, bool outgoing, int cand,
                                    uint64_t now)
 {
+    if (!session_addr_allowed(s, addr))
+        return NULL;
     uint32_t slot = 0;
     while (slot < s->n_slots && s->peers[slot])
         slot++;
@@ -1080,6 +1133,16 @@ struct sess_peer *session_peer_new(struct session *s, const struct peer_addr *ad
     }
     p->am_choking = p->peer_choking = true;
     p->max_req = s->cfg.block_size;
+    p->authed = s->cfg.secret == NULL;
+    if (s->cfg.secret) {
+        /* fresh per connection: SHA-1(nonce_key || counter), first 16 bytes */
+        uint8_t in[24], h[SHA1_LEN];
+        memcpy(in, s->cfg.nonce_key, 16);
+        uint64_t c = ++s->nonce_ctr;
+        memcpy(in + 16, &c, 8);
+        sha1(in, sizeof in, h);
+        memcpy(p->nonce, h, SWARM_NONCE_LEN);
+    }
     p->t_connected = p->t_last_recv = p->t_last_send = p->t_last_block = now;
     s->peers[slot] = p;
     if (slot >= s->n_slots)
@@ -1138,6 +1201,11 @@ void session_tick(struct session *s, uint64_t now)
                 oom(s);
             mark_sent(p, now);
         }
+        if (!p->authed) {
+            if (now - p->t_connected > AUTH_TIMEOUT_MS)
+                peer_close(p, "did not prove the swarm secret in time");
+            continue;
+        }
         if (p->ut_pex_id && now - p->t_connected > PEX_FIRST_MS &&
             (p->t_last_pex == 0 || now - p->t_last_pex > PEX_INTERVAL_MS))
             send_pex(s, p, now);
@@ -1146,8 +1214,15 @@ void session_tick(struct session *s, uint64_t now)
     }
 }
 
+bool session_addr_allowed(const struct session *s, const struct peer_addr *a)
+{
+    return addr_allowed(s->cfg.allow, s->cfg.n_allow, a);
+}
+
 void session_add_candidate(struct session *s, const struct peer_addr *a)
 {
+    if (!session_addr_allowed(s, a))
+        return;
     for (size_t i = 0; i < s->n_cands; i++)
         if (addr_eq(&s->cands[i].addr, a))
             return;

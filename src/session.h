@@ -13,12 +13,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr_filter.h"
 #include "bitfield.h"
 #include "buf.h"
 #include "err.h"
 #include "metainfo.h"
 #include "picker.h"
 #include "store.h"
+#include "swarm_auth.h"
 #include "tracker_client.h"
 #include "wire.h"
 
@@ -39,6 +41,13 @@ struct session_config {
     uint32_t block_size;            /* default WIRE_BLOCK_SIZE */
     size_t out_watermark;           /* stop filling a peer's output above this many bytes, default 256 KiB */
     uint64_t seed;                  /* RNG seed for piece tie-breaks (0: from peer_id) */
+    /* who may talk to us (--allow); empty = anyone */
+    const struct cidr *allow;
+    size_t n_allow;
+    /* optional shared swarm secret (see swarm_auth.h); NULL = open swarm */
+    const uint8_t *secret;
+    size_t secret_len;
+    uint8_t nonce_key[16];          /* random, for per-connection nonces */
     /* optional: peer connects/disconnects and other notable events, for --verbose */
     void (*log)(void *ctx, const char *msg);
     void *log_ctx;
@@ -68,6 +77,9 @@ struct sess_peer {
 
     bool fast, extended;            /* BEP 6 / BEP 10 negotiated */
     uint8_t ut_pex_id;              /* peer's id for ut_pex, 0 = unsupported */
+    uint8_t ds_auth_id;             /* peer's id for ds_auth, 0 = unsupported */
+    bool authed;                    /* proved the swarm secret (always true in an open swarm) */
+    uint8_t nonce[SWARM_NONCE_LEN]; /* ours, sent to this peer */
     bool am_choking, am_interested, peer_choking, peer_interested;
     bool got_bitfield;
     struct bitfield have;
@@ -129,6 +141,7 @@ struct session {
     bool fatal;                     /* a storage error: the loop must stop; fatal_err says why */
     struct ds_err fatal_err;
     uint8_t *blockbuf;              /* scratch for read-back hashing */
+    uint64_t nonce_ctr;
 };
 
 int session_init(struct session *s, const struct session_config *cfg, struct ds_err *e);
@@ -145,6 +158,9 @@ void session_peer_fill(struct session *s, struct sess_peer *p, uint64_t now);
 void session_peer_free(struct session *s, struct sess_peer *p);
 /* Timers: keep-alives, time-outs, peer exchange, requests. Call about once a second. */
 void session_tick(struct session *s, uint64_t now);
+
+/* May this address talk to us (--allow)? */
+bool session_addr_allowed(const struct session *s, const struct peer_addr *a);
 
 /* Peer addresses learned from trackers, PEX or the command line. */
 void session_add_candidate(struct session *s, const struct peer_addr *a);

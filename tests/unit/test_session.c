@@ -757,6 +757,97 @@ TEST(allowed_fast_both_directions)
     node_free(&S);
 }
 
+/* ---------- private swarms: the shared secret ---------- */
+
+static void set_secret(struct node *n, const char *secret, uint8_t key_byte)
+{
+    n->s.cfg.secret = (const uint8_t *)secret;
+    n->s.cfg.secret_len = strlen(secret);
+    memset(n->s.cfg.nonce_key, key_byte, sizeof n->s.cfg.nonce_key);
+}
+
+static bool link_quiet_or_closing(void *ctx)
+{
+    struct link *l = ctx;
+    return l->pa->closing || l->pb->closing;
+}
+
+TEST(swarm_secret)
+{
+    static const char good[] = "correct horse battery staple";
+    static const char bad[] = "incorrect horse battery staple";
+    /* same secret: transfer completes, both ends authenticated */
+    {
+        struct node S, F;
+        CHECK(node_seeder(&S, 1, -1) == 0);
+        CHECK(node_fetcher(&F, 2) == 0);
+        set_secret(&S, good, 1);
+        set_secret(&F, good, 2);
+        uint64_t now = 1000;
+        struct link l;
+        CHECK(link_open(&l, &F, 2, &S, 1, now) == 0);
+        CHECK(!l.pa->authed && !l.pb->authed);
+        struct node *fe[] = {&F};
+        struct nodes_ctx c = {fe, 1};
+        struct node *all[] = {&S, &F};
+        CHECK(run(&l, 1, all, 2, &now, all_complete, &c) >= 0);
+        CHECK(node_data_ok(&F));
+        CHECK(l.pa->authed && l.pb->authed);
+        link_close(&l);
+        node_free(&S);
+        node_free(&F);
+    }
+    /* different secrets, or none on one side: dropped, nothing transferred or written */
+    for (int variant = 0; variant < 3; variant++) {
+        struct node S, F;
+        CHECK(node_seeder(&S, 1, -1) == 0);
+        CHECK(node_fetcher(&F, 2) == 0);
+        if (variant != 2)
+            set_secret(&S, good, 1);
+        if (variant != 1)
+            set_secret(&F, variant == 0 ? bad : good, 2);
+        uint64_t now = 1000;
+        struct link l;
+        CHECK(link_open(&l, &F, 2, &S, 1, now) == 0);
+        struct node *all[] = {&S, &F};
+        CHECK(run(&l, 1, all, 2, &now, link_quiet_or_closing, &l) >= 0);
+        CHECK(l.pa->closing || l.pb->closing);
+        CHECK_EQ_INT(F.s.payload_down, 0);
+        CHECK_EQ_INT(S.s.payload_up, 0);
+        CHECK(file_zero(F.path, 0, DEV_END));
+        if (variant == 0)
+            CHECK(strstr(l.pa->reason, "secret") != NULL || strstr(l.pb->reason, "secret") != NULL);
+        link_close(&l);
+        node_free(&S);
+        node_free(&F);
+    }
+}
+
+/* ---------- --allow ---------- */
+
+TEST(allow_list_refuses_outsiders)
+{
+    struct node F;
+    CHECK(node_fetcher(&F, 2) == 0);
+    struct cidr c;
+    CHECK(cidr_parse("198.18.0.8/29", &c, NULL) == 0);
+    F.s.cfg.allow = &c;
+    F.s.cfg.n_allow = 1;
+    struct peer_addr in = fake_addr(9), out = fake_addr(20);
+    CHECK(session_addr_allowed(&F.s, &in));
+    CHECK(!session_addr_allowed(&F.s, &out));
+    CHECK(session_peer_new(&F.s, &out, false, -1, 1000) == NULL);
+    session_add_candidate(&F.s, &out);
+    CHECK_EQ_INT(F.s.n_cands, 0);
+    session_add_candidate(&F.s, &in);
+    CHECK_EQ_INT(F.s.n_cands, 1);
+    struct sess_peer *p = session_peer_new(&F.s, &in, false, -1, 1000);
+    CHECK(p != NULL);
+    if (p)
+        session_peer_free(&F.s, p);
+    node_free(&F);
+}
+
 /* Handshake, HAVE_ALL and an extension handshake offering 128 KiB requests, then UNCHOKE. */
 static void raw_ds_seeder(struct raw *r, const uint8_t id[20], uint64_t now)
 {
@@ -1247,6 +1338,8 @@ int main(void)
     RUN(request_flood);
     RUN(connect_to_ourselves);
     RUN(allowed_fast_both_directions);
+    RUN(swarm_secret);
+    RUN(allow_list_refuses_outsiders);
     RUN(self_dial_through_the_pipe_bans_the_candidate);
     RUN(original_seeder_not_counted_as_deployed_machine);
     fixture_free();
