@@ -76,8 +76,30 @@ fail:
     return -1;
 }
 
+int store_open_backend(struct store *s, const struct metainfo *mi, const struct extent_map *map,
+                       const struct store_backend *b, struct ds_err *e)
+{
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    s->mi = mi;
+    s->map = map;
+    s->backend = *b;
+    s->path = strdup(b->what ? b->what : "image");
+    if (!s->path) {
+        if (b->close)
+            b->close(b->ctx);
+        s->backend.read = NULL;
+        return ds_errf(e, "out of memory");
+    }
+    return 0;
+}
+
 void store_close(struct store *s)
 {
+    if (s->backend.close)
+        s->backend.close(s->backend.ctx);
+    s->backend.read = NULL;
+    s->backend.close = NULL;
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
@@ -161,6 +183,11 @@ static int store_io(struct store *s, uint64_t off, uint8_t *rbuf, const uint8_t 
 
 int store_read(struct store *s, uint64_t off, void *buf, size_t len, struct ds_err *e)
 {
+    if (s->backend.read) {
+        if (off >= s->mi->total_length || len > s->mi->total_length - off)
+            return ds_errf(e, "range %llu+%zu lies outside the torrent", (unsigned long long)off, len);
+        return s->backend.read(s->backend.ctx, off, buf, len, e);
+    }
     return store_io(s, off, buf, NULL, len, e);
 }
 

@@ -15,8 +15,18 @@
 #include "extent_map.h"
 #include "metainfo.h"
 
+/* A read-only source other than a device: an image file of ours (pieces back to back, maybe compressed) or
+ * a partclone image seeded in place. It answers reads of the torrent's byte stream. */
+struct store_backend {
+    int (*read)(void *ctx, uint64_t tor_off, void *buf, size_t len, struct ds_err *e);
+    void (*close)(void *ctx);
+    void *ctx;
+    const char *what;      /* for messages, e.g. "image.dsimg" */
+};
+
 struct store {
     int fd;
+    struct store_backend backend;   /* when backend.read is set, reads go there and fd is unused */
     bool writable;
     bool is_blockdev;
     uint64_t dev_size;
@@ -33,6 +43,9 @@ enum store_mode {
 int store_open(struct store *s, const char *path, enum store_mode mode, const struct metainfo *mi,
                const struct extent_map *map, struct ds_err *e);
 void store_close(struct store *s);
+/* Serve reads from a backend (seeding only). The store takes ownership of the backend (closes it). */
+int store_open_backend(struct store *s, const struct metainfo *mi, const struct extent_map *map,
+                       const struct store_backend *b, struct ds_err *e);
 
 /* Read/write len bytes at torrent offset off (may span extents). */
 int store_read(struct store *s, uint64_t off, void *buf, size_t len, struct ds_err *e);
