@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"info", cmd_info},     {"make-torrent", cmd_make_torrent}, {"seed", cmd_seed},
         {"fetch", cmd_fetch},   {"verify", cmd_verify}, {"capture", cmd_capture},
-        {"tracker", cmd_tracker},
+        {"tracker", cmd_tracker}, {"import", cmd_import},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name))
