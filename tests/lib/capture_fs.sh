@@ -103,6 +103,7 @@ cfs_make() {
         fi
     fi
     loop=$(ds_losetup "$img") || return 1
+    DS_LOOPS+=("$loop") # ds_losetup ran in the $( ) subshell: register here so the cleanup trap detaches it
     mnt=$(mktemp -d "$DS_TMP/mnt.XXXXXX")
     # shellcheck disable=SC2046
     ds_mount "$loop" "$mnt" $(cfs_mount_args "$fs") || return 1
@@ -139,6 +140,7 @@ cfs_check_files() {
         return "$rc"
     fi
     loop=$(ds_losetup "$img" -r) || return 1
+    DS_LOOPS+=("$loop")
     # shellcheck disable=SC2046
     ds_mount "$loop" "$dir" -o "$opts" $(cfs_mount_args "$fs") || { ds_loop_detach "$loop"; return 1; }
     if ! (cd "$dir" && sha256sum --quiet --strict -c "$manifest") >&2; then
