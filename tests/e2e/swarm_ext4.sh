@@ -124,6 +124,12 @@ case_swarm() {
         check_ext4_target "$DS_TMP/target$i.img" "$IMG.manifest" || fail "target $i: filesystem check"
         "$DISKSWARM" verify "$TOR" "$DS_TMP/target$i.img" >/dev/null || fail "target $i: diskswarm verify"
     done
+    # a swarm, not a star: the fetchers must have served pieces to each other
+    local up
+    up=$(for ((i = 0; i < NFETCH; i++)); do tail -n 1 "$DS_TMP/fetch$i.out"; done |
+        "$DS_PY" -c 'import json, sys; print(sum(int(json.loads(l).get("uploaded", 0)) for l in sys.stdin))')
+    ds_log "  fetchers uploaded $up bytes to each other"
+    ((up >= PIECE)) || fail "the fetchers uploaded $up bytes: they did not share pieces"
     ds_log "  $NFETCH fetchers done in $(($(date +%s) - t0))s; every target is a clean copy"
 }
 
