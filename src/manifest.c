@@ -123,10 +123,24 @@ char *manifest_to_json(const struct manifest *m, struct ds_err *e)
         r = r || kv_str(&b, J, "info_hash", t->info_hash, true);
         r = r || kv_u64(&b, J, "bytes", t->bytes, true);
         r = r || kv_u64(&b, J, "pieces", t->pieces, true);
-        r = r || kv_u64(&b, J, "extents", t->extents, false);
+        r = r || kv_u64(&b, J, "extents", t->extents, t->image[0] || t->seed_in_place[0]);
+        if (t->image[0]) {
+            r = r || kv_str(&b, J, "image", t->image, true);
+            r = r || kv_str(&b, J, "image_compression", t->image_compression, true);
+            r = r || kv_u64(&b, J, "image_bytes", t->image_bytes, t->seed_in_place[0]);
+        }
+        if (t->seed_in_place[0])
+            r = r || kv_str(&b, J, "seed_in_place", t->seed_in_place, false);
         r = r || buf_put(&b, "    }", 5);
     }
-    r = r || buf_put(&b, m->n_torrents ? "\n  ]\n}\n" : "]\n}\n", m->n_torrents ? 7 : 4);
+    r = r || buf_put(&b, m->n_torrents ? "\n  ]" : "]", m->n_torrents ? 4 : 1);
+    if (m->pt_file[0]) {
+        r = r || buf_printf(&b, ",\n  \"partition_table\": {\n");
+        r = r || kv_str(&b, "    ", "format", m->pt_format, true);
+        r = r || kv_str(&b, "    ", "file", m->pt_file, false);
+        r = r || buf_put(&b, "  }", 3);
+    }
+    r = r || buf_put(&b, "\n}\n", 3);
     char *s = r ? NULL : buf_steal_str(&b);
     buf_free(&b);
     if (!s)
@@ -627,8 +641,34 @@ int manifest_parse(const char *text, size_t len, struct manifest *m, struct ds_e
             get_u64(o, "torrent", "pieces", UINT64_MAX, &x->pieces, e) ||
             get_u64(o, "torrent", "extents", UINT64_MAX, &x->extents, e))
             goto out;
+        if (get(o, "image") &&
+            (get_str(o, "torrent", "image", x->image, sizeof x->image, e) ||
+             get_str(o, "torrent", "image_compression", x->image_compression, sizeof x->image_compression, e) ||
+             get_u64(o, "torrent", "image_bytes", UINT64_MAX, &x->image_bytes, e)))
+            goto out;
+        if (get(o, "seed_in_place") &&
+            get_str(o, "torrent", "seed_in_place", x->seed_in_place, sizeof x->seed_in_place, e))
+            goto out;
+        if (x->image[0] && (strchr(x->image, '/') || !strcmp(x->image, ".") || !strcmp(x->image, ".."))) {
+            ds_errf(e, "manifest: image file name \"%s\" is not a plain file name", x->image);
+            goto out;
+        }
         if (!x->file[0] || strchr(x->file, '/') || !strcmp(x->file, ".") || !strcmp(x->file, "..")) {
             ds_errf(e, "manifest: torrent file name \"%s\" is not a plain file name", x->file);
+            goto out;
+        }
+    }
+    const struct jv *pt = get(&root, "partition_table");
+    if (pt) {
+        if (pt->t != J_OBJ) {
+            ds_errf(e, "manifest: \"partition_table\" must be an object");
+            goto out;
+        }
+        if (get_str(pt, "partition_table", "format", m->pt_format, sizeof m->pt_format, e) ||
+            get_str(pt, "partition_table", "file", m->pt_file, sizeof m->pt_file, e))
+            goto out;
+        if (!m->pt_file[0] || strchr(m->pt_file, '/') || !strcmp(m->pt_file, ".") || !strcmp(m->pt_file, "..")) {
+            ds_errf(e, "manifest: partition table file name \"%s\" is not a plain file name", m->pt_file);
             goto out;
         }
     }

@@ -15,7 +15,12 @@
  *                       "fstype", "scanner", "raw_fallback", "block_size", "fs_size", "used_bytes",
  *                       "extents", "torrent" } ... ],
  *     "torrents": [ { "file", "name", "role": "disk"|"partition"|"table", "info_hash", "bytes",
- *                     "pieces", "extents" } ... ] }
+ *                     "pieces", "extents",
+ *                     optional: "image": "<name>.dsimg", "image_compression": "none"|"zstd:LEVEL",
+ *                     "image_bytes": N, "seed_in_place": "<path of an uncompressed partclone image>" } ... ],
+ *     optional: "partition_table": { "format": "sfdisk"|"parted", "file": "sda-pt.sf" }  (import of a
+ *                     Clonezilla image: the dump, copied into IMAGE_DIR, from which deploy recreates the table) }
+ * The optional keys are written only when set and may be absent on read.
  * All offsets are bytes relative to the source; partition extents in per-partition torrents are relative to
  * the partition start. */
 #ifndef DS_MANIFEST_H
@@ -54,6 +59,10 @@ struct manifest_torrent {
     char role[16];            /* "disk", "partition", "table" */
     char info_hash[41];
     uint64_t bytes, pieces, extents;
+    char image[128];          /* "" when no image file was stored */
+    char image_compression[16];
+    uint64_t image_bytes;
+    char seed_in_place[1024]; /* "" unless the torrent is seeded from a partclone image in place */
 };
 
 struct manifest {
@@ -77,6 +86,8 @@ struct manifest {
     size_t n_parts;
     struct manifest_torrent *torrents;
     size_t n_torrents;
+    char pt_format[16];       /* "" when no partition table dump is recorded */
+    char pt_file[128];
 };
 
 /* Serialise m as JSON into a malloc'd NUL-terminated string. */
