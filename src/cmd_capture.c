@@ -30,6 +30,7 @@
 #include "cli.h"
 #include "disk_layout.h"
 #include "extent_map.h"
+#include "image_file.h"
 #include "manifest.h"
 #include "metainfo.h"
 #include "scan.h"
@@ -43,6 +44,16 @@
 #define CAP_MAX_TRACKERS 64
 #define CAP_MAX_THREADS 64
 #define CAP_VERSION "diskswarm 0.1.0"
+
+/* "zstd" or "zstd:LEVEL" (1..19) → level; 0 on success. */
+static int cli_parse_compress(const char *s, int *level)
+{
+    uint64_t v = 3;
+    if (strncmp(s, "zstd", 4) || (s[4] && (s[4] != ':' || cli_parse_uint(s + 5, 19, &v) || v == 0)))
+        return -1;
+    *level = (int)v;
+    return 0;
+}
 
 static void cap_usage(FILE *f)
 {
@@ -62,6 +73,11 @@ static void cap_usage(FILE *f)
           "  --raw                do not read filesystems: capture every block (see --skip-zero)\n"
           "  --skip-zero          with --raw or the raw fallback for unknown filesystems: leave out all-zero\n"
           "                       64 KiB blocks\n"
+          "  --store              also write IMAGE_DIR/NAME.dsimg, an image file of the captured pieces from which\n"
+          "                       `seed T --from IMAGE_DIR` serves without the source\n"
+          "  --compress zstd[:L]  like --store, each piece zstd-compressed at level L (default 3) on all cores;\n"
+          "                       pieces that do not compress are stored raw\n"
+          "  --no-store           write only the torrent(s) and the manifest (the default)\n"
           "  --threads N          hashing threads (default: one per online CPU)\n"
           "  --force              capture even if a filesystem on SOURCE is mounted read-write\n"
           "  --json               one JSON object per line on stdout (scan, progress, torrent, done)\n"
@@ -73,6 +89,8 @@ static void cap_usage(FILE *f)
 struct cap_opts {
     const char *source, *outdir, *name;
     bool per_partition, raw, skip_zero, force, json, quiet;
+    bool store;             /* write NAME.dsimg */
+    int zlevel;             /* > 0: zstd level for the stored pieces */
     uint64_t piece;
     unsigned threads;
     const char *trackers[CAP_MAX_TRACKERS];
@@ -369,6 +387,7 @@ out:
 struct cap_stats {
     uint64_t bytes, ms, sha_ns;
     unsigned threads;
+    uint64_t image_bytes, zstd_ns;   /* --store: bytes of the .dsimg files, compression CPU time */
 };
 
 static void show_progress(const struct cap_opts *o, const char *label, uint64_t done, uint64_t total,
@@ -544,6 +563,103 @@ struct cap_state {
     struct cap_stats st;
 };
 
+/* --store / --compress: hash and store every piece through image_build_run (each worker reads, hashes and
+ * compresses its piece; the pieces are appended in order). The writer is left open for the info-hash. */
+struct cap_fill {
+    int fd;
+    const char *path;
+    uint64_t base;
+    const struct extent *ext;
+    size_t n_ext;
+};
+
+static int cap_fill_piece(void *ctx, uint32_t piece, uint64_t off, uint8_t *buf, size_t len, struct ds_err *e)
+{
+    const struct cap_fill *f = ctx;
+    (void)piece;
+    size_t xi = find_ext(f->ext, f->n_ext, off), done = 0;
+    while (done < len) {
+        if (xi >= f->n_ext)
+            return ds_errf(e, "internal error: piece beyond the extents");
+        const struct extent *x = &f->ext[xi];
+        uint64_t in_x = off + done - x->tor_off;
+        if (in_x >= x->len) {
+            xi++;
+            continue;
+        }
+        size_t n = x->len - in_x < len - done ? (size_t)(x->len - in_x) : len - done;
+        uint64_t dev = f->base + x->dev_off + in_x;
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = pread(f->fd, buf + done + got, n - got, (off_t)(dev + got));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                return ds_errno(e, "read error on '%s' at offset %" PRIu64, f->path, dev + got);
+            if (r == 0)
+                return ds_errf(e, "'%s' ended unexpectedly at offset %" PRIu64, f->path, dev + got);
+            got += (size_t)r;
+        }
+        done += n;
+    }
+    return 0;
+}
+
+struct cap_progress {
+    const struct cap_opts *o;
+    const char *label;
+    uint64_t total, t0, last_line;
+    bool drawn;
+};
+
+static void cap_progress_cb(void *ctx, uint64_t done, bool final)
+{
+    struct cap_progress *p = ctx;
+    show_progress(p->o, p->label, done, p->total, p->t0, final, &p->drawn, &p->last_line);
+}
+
+static int store_pieces(const struct cap_opts *o, const char *label, uint64_t base, const struct extent *ext,
+                        size_t n_ext, uint64_t total, uint8_t *hashes, uint32_t n_pieces, const char *img_file,
+                        struct image_writer **iw, struct cap_stats *st)
+{
+    char path[4300];
+    struct ds_err e;
+    snprintf(path, sizeof path, "%s/%s", o->outdir, img_file);
+    struct cap_fill f = {.fd = open(o->source, O_RDONLY | O_CLOEXEC), .path = o->source, .base = base, .ext = ext,
+                         .n_ext = n_ext};
+    if (f.fd < 0) {
+        cli_error("cannot open '%s': %s", o->source, strerror(errno));
+        return -1;
+    }
+    posix_fadvise(f.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (image_writer_open(iw, path, o->piece, total, o->zlevel > 0 ? IMAGE_COMP_ZSTD : IMAGE_COMP_NONE, &e)) {
+        cli_error("%s", e.msg);
+        close(f.fd);
+        return -1;
+    }
+    struct cap_progress pg = {.o = o, .label = label, .total = total, .t0 = now_ms(), .last_line = now_ms()};
+    struct image_build b = {.piece_length = o->piece, .total_length = total, .n_pieces = n_pieces,
+                            .threads = o->threads, .fill = cap_fill_piece, .fill_ctx = &f, .w = *iw,
+                            .zstd_level = o->zlevel, .hashes = hashes, .progress = cap_progress_cb,
+                            .progress_ctx = &pg};
+    int rc = image_build_run(&b, &e);
+    close(f.fd);
+    if (pg.drawn && !o->json && !o->quiet)
+        fputs("\r\033[K", stderr);
+    st->bytes += rc ? 0 : total;
+    st->ms += now_ms() - pg.t0;
+    st->sha_ns += b.sha_ns;
+    st->zstd_ns += b.zstd_ns;
+    st->threads = b.threads_used;
+    if (rc) {
+        cli_error("%s: %s", label, e.msg);
+        image_writer_abort(*iw);
+        *iw = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 /* Hash the extents of r (offsets relative to base) and write IMAGE_DIR/<file>.torrent named name. */
 static int make_torrent(struct cap_state *cs, const char *name, const char *role, uint64_t base,
                         const struct scan_result *r)
@@ -578,8 +694,15 @@ static int make_torrent(struct cap_state *cs, const char *name, const char *role
         cli_error("out of memory");
         goto out;
     }
-    if (hash_pieces(o, name, o->source, base, ext, r->n, total, hashes, n_pieces, &cs->st))
+    struct image_writer *iw = NULL;
+    char img_file[100];
+    snprintf(img_file, sizeof img_file, "%s%s", name, IMAGE_EXT);
+    if (o->store) {
+        if (store_pieces(o, name, base, ext, r->n, total, hashes, (uint32_t)n_pieces, img_file, &iw, &cs->st))
+            goto out;
+    } else if (hash_pieces(o, name, o->source, base, ext, r->n, total, hashes, n_pieces, &cs->st)) {
         goto out;
+    }
     struct ds_err e;
     if (metainfo_build_ezio(name, ext, r->n, o->piece, hashes, o->trackers, o->n_trackers, CAP_VERSION, false,
                             &tor, &e)) {
@@ -593,6 +716,16 @@ static int make_torrent(struct cap_state *cs, const char *name, const char *role
     char file[100], path[4300];
     snprintf(file, sizeof file, "%s.torrent", name);
     snprintf(path, sizeof path, "%s/%s", o->outdir, file);
+    uint64_t img_bytes = 0;
+    if (iw) {
+        struct image_writer *w = iw;
+        iw = NULL;
+        if (image_writer_finish(w, mi->info_hash, &img_bytes, &e)) {
+            cli_error("%s: %s", name, e.msg);
+            goto out;
+        }
+        cs->st.image_bytes += img_bytes;
+    }
     if (write_atomic(path, tor.data, tor.len))
         goto out;
     struct manifest_torrent *nt = realloc(cs->m.torrents, (cs->m.n_torrents + 1) * sizeof *nt);
@@ -610,6 +743,17 @@ static int make_torrent(struct cap_state *cs, const char *name, const char *role
     t->bytes = total;
     t->pieces = n_pieces;
     t->extents = r->n;
+    if (o->store) {
+        snprintf(t->image, sizeof t->image, "%s", img_file);
+        if (o->zlevel > 0)
+            snprintf(t->image_compression, sizeof t->image_compression, "zstd:%d", o->zlevel);
+        else
+            snprintf(t->image_compression, sizeof t->image_compression, "none");
+        t->image_bytes = img_bytes;
+        if (!o->json && !o->quiet)
+            fprintf(stderr, "%s/%s: %" PRIu64 " bytes for %" PRIu64 " bytes of data (%.1f%%, %s)\n", o->outdir,
+                    img_file, img_bytes, total, 100.0 * (double)img_bytes / (double)total, t->image_compression);
+    }
     char hs[32], hp[32];
     cli_format_bytes(total, hs, sizeof hs);
     cli_format_bytes(o->piece, hp, sizeof hp);
@@ -627,6 +771,7 @@ static int make_torrent(struct cap_state *cs, const char *name, const char *role
     }
     rc = 0;
 out:
+    image_writer_abort(iw);
     metainfo_free(mi);
     buf_free(&tor);
     free(hashes);
@@ -911,11 +1056,19 @@ static int capture(struct cap_opts *o)
     double core = sha_s > 0 ? (double)cs.st.bytes / 1e6 / sha_s : 0;
     if (o->json) {
         printf("{\"type\":\"done\",\"manifest\":\"%s\",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"mbps\":%.1f,"
-               "\"sha1_mbps_per_core\":%.1f,\"threads\":%u}\n",
-               MANIFEST_FILE, cs.st.bytes, secs, mbps, core, cs.st.threads);
+               "\"sha1_mbps_per_core\":%.1f,\"threads\":%u,\"image_bytes\":%" PRIu64 "}\n",
+               MANIFEST_FILE, cs.st.bytes, secs, mbps, core, cs.st.threads, cs.st.image_bytes);
     } else if (!o->quiet) {
         fprintf(stderr, "hashed %" PRIu64 " bytes in %.2f s: %.1f MB/s with %u thread%s; SHA-1 %.1f MB/s per core\n",
                 cs.st.bytes, secs, mbps, cs.st.threads, cs.st.threads == 1 ? "" : "s", core);
+        if (o->store) {
+            double zs = (double)cs.st.zstd_ns / 1e9;
+            fprintf(stderr, "stored %" PRIu64 " bytes of image for %" PRIu64 " bytes (ratio %.3f)", cs.st.image_bytes,
+                    cs.st.bytes, cs.st.bytes ? (double)cs.st.image_bytes / (double)cs.st.bytes : 0.0);
+            if (o->zlevel > 0 && zs > 0)
+                fprintf(stderr, "; zstd level %d %.1f MB/s per core", o->zlevel, (double)cs.st.bytes / 1e6 / zs);
+            fputc('\n', stderr);
+        }
         printf("%s/%s written\n", o->outdir, MANIFEST_FILE);
     }
     rc = 0;
@@ -936,7 +1089,7 @@ out:
 int cmd_capture(int argc, char **argv)
 {
     enum { OPT_PERPART = 256, OPT_NAME, OPT_PIECE, OPT_TRACKER, OPT_RAW, OPT_SKIPZERO, OPT_THREADS, OPT_FORCE,
-           OPT_JSON, OPT_QUIET };
+           OPT_JSON, OPT_QUIET, OPT_STORE, OPT_NOSTORE, OPT_COMPRESS };
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'},
         {"per-partition", no_argument, NULL, OPT_PERPART},
@@ -949,6 +1102,9 @@ int cmd_capture(int argc, char **argv)
         {"force", no_argument, NULL, OPT_FORCE},
         {"json", no_argument, NULL, OPT_JSON},
         {"quiet", no_argument, NULL, OPT_QUIET},
+        {"store", no_argument, NULL, OPT_STORE},
+        {"no-store", no_argument, NULL, OPT_NOSTORE},
+        {"compress", required_argument, NULL, OPT_COMPRESS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -994,6 +1150,15 @@ int cmd_capture(int argc, char **argv)
         case OPT_FORCE: o.force = true; break;
         case OPT_JSON: o.json = true; break;
         case OPT_QUIET: o.quiet = true; break;
+        case OPT_STORE: o.store = true; break;
+        case OPT_NOSTORE: o.store = false; o.zlevel = 0; break;
+        case OPT_COMPRESS:
+            if (cli_parse_compress(optarg, &o.zlevel)) {
+                cli_error("capture: --compress wants zstd or zstd:LEVEL (1-19), not '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            o.store = true;
+            break;
         case 'h': cap_usage(stdout); return 0;
         case ':':
             cli_error("capture: option '%s' needs an argument", argv[optind - 1]);

@@ -14,6 +14,7 @@
 #include "announcer.h"
 #include "cli.h"
 #include "extent_map.h"
+#include "image_file.h"
 #include "metainfo.h"
 #include "addr_filter.h"
 #include "net.h"
@@ -75,8 +76,9 @@ static void usage(FILE *f, bool fetch)
               "  Download the torrent's extents onto DEVICE at their offsets, verify every piece, then seed.\n",
               f);
     else
-        fputs("usage: diskswarm seed TORRENT --from DEVICE|FILE [options]\n"
-              "  Serve the torrent's extents from DEVICE (a device, or an image holding them at their offsets).\n",
+        fputs("usage: diskswarm seed TORRENT --from DEVICE|FILE|IMAGE_DIR [options]\n"
+              "  Serve the torrent's extents from DEVICE (a device, or an image holding them at their offsets),\n"
+              "  a .dsimg image file, an IMAGE_DIR holding one for TORRENT, or an uncompressed partclone image.\n",
               f);
     fputs("options:\n"
           "  --listen [ADDR:]PORT   accept peers here (default 6881; 0 = any free port)\n"
@@ -271,6 +273,17 @@ static int read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len)
     return 0;
 }
 
+/* The source of a seed: a .dsimg, an IMAGE_DIR or a partclone image when --from names one (image_file.h),
+ * otherwise the device or raw image file itself. Fetch targets are always opened with store_open. */
+static int open_store(struct store *st, const struct peer_opts *o, const struct metainfo *mi,
+                      const struct extent_map *map, struct ds_err *e)
+{
+    int r = o->fetch ? 0 : image_source_open(st, o->dev, mi, map, e);
+    if (r != 0)
+        return r < 0 ? -1 : 0;
+    return store_open(st, o->dev, o->fetch ? STORE_WRITE : STORE_READ, mi, map, e);
+}
+
 static int run_peer(struct peer_opts *o)
 {
     uint8_t secret[4096];
@@ -305,7 +318,7 @@ static int run_peer(struct peer_opts *o)
         cli_error("%s: %s", o->torrent, e.msg);
         goto out;
     }
-    if (store_open(&st, o->dev, o->fetch ? STORE_WRITE : STORE_READ, mi, &map, &e)) {
+    if (open_store(&st, o, mi, &map, &e)) {
         cli_error("%s", e.msg);
         goto out;
     }
