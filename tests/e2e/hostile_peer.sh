@@ -14,7 +14,9 @@
 #                           the slowloris attack) an honest fetch from it completes byte-exact.
 #   corrupt_seeder          two seeders, one serving from a corrupted copy of the image: the fetch must still
 #                           complete, byte-exact, within the time limit (a bad source must not stall the
-#                           deployment when a good one exists).
+#                           deployment when a good one exists); with 256 KiB pieces (every third corrupt)
+#                           and with 4 MiB pieces (every one corrupt, so each failed piece has both seeders
+#                           as contributors).
 # Prints its own "N passed, N failed, N skipped".
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
@@ -170,37 +172,62 @@ case_seeder_under_attack() {
     kill_and_wait "$spid" 10 || fail "seeder did not exit 0 on SIGTERM"
 }
 
-case_corrupt_seeder() {
-    local bad=$DS_TMP/bad.img gport bport fport t=$DS_TMP/t3.img rc=0 i off plen fpid
+# corrupt_seeder_run TORRENT PIECE_BYTES STEP LIMIT [tail]: a good and a bad seeder (one byte flipped in every
+# STEP-th piece of its copy; near the piece's end with "tail", so the failing piece is only known once the
+# last request of both sources is in); the fetch must complete byte-exact within LIMIT seconds
+corrupt_seeder_run() {
+    local tor=$1 plen=$2 step=$3 limit=$4 where=${5:-mid} bad=$DS_TMP/bad.$2.img gport bport fport t=$DS_TMP/t3.$2.img rc=0 i off
+    local npieces fpid bpid gpid
+    npieces=$("$DISKSWARM" info "$tor" | awk '/^pieces:/ {print $2}')
     cp "$IMG" "$bad"
-    plen=$((256 * 1024))
-    # corrupt one byte in every third piece of the bad copy
-    for ((i = 0; i < NPIECES; i += 3)); do
-        off=$((i * plen + (i * 7919) % plen))
-        dstool corrupt "$bad" "$off"
+    for ((i = 0; i < npieces; i += step)); do
+        if [ "$where" = tail ]; then off=$((i * plen + plen - 5000 - i)); else
+            off=$((i * plen + (i * 7919 + plen / 2) % plen)); fi
+        ((off < IMG_MB * 1048576)) && dstool corrupt "$bad" "$off"
     done
     gport=$(free_port) bport=$(free_port) fport=$(free_port)
-    start_seeder "$bport" "$bad" "$DS_TMP/seedbad.log"
-    local bpid=$SEED_PID
-    start_seeder "$gport" "$IMG" "$DS_TMP/seedgood.log"
-    local gpid=$SEED_PID
-    ds_bg_split "$DS_TMP/fetch3.out" "$DS_TMP/fetch3.err" "$DISKSWARM" fetch "$TOR" --to "$t" \
+    ds_bg "$DS_TMP/seedbad.$plen.log" "$DISKSWARM" seed "$tor" --from "$bad" --listen "127.0.0.1:$bport" --verbose
+    bpid=$DS_BG_PID
+    ds_bg "$DS_TMP/seedgood.$plen.log" "$DISKSWARM" seed "$tor" --from "$IMG" --listen "127.0.0.1:$gport" --verbose
+    gpid=$DS_BG_PID
+    wait_port "$bport" 20 && wait_port "$gport" 20 || fail "seeders not listening"
+    ds_bg_split "$DS_TMP/fetch3.out" "$DS_TMP/fetch3.err" "$DISKSWARM" fetch "$tor" --to "$t" \
         --listen "127.0.0.1:$fport" --peer "127.0.0.1:$bport" --peer "127.0.0.1:$gport" --no-tracker --verbose
     fpid=$DS_BG_PID
-    wait_for_exit "$fpid" "$FETCH_LIMIT" || rc=$?
-    events "$DS_TMP/fetch3.err" | grep -a disconnected | head -n 5 | sed 's/^/    /' >&2 || true
+    wait_for_exit "$fpid" "$limit" || rc=$?
+    ds_log "  bad seeder 127.0.0.1:$bport, good seeder 127.0.0.1:$gport:"
+    events "$DS_TMP/fetch3.err" | grep -a disconnected | head -n 6 | sed 's/^/    /' >&2 || true
+    if events "$DS_TMP/fetch3.err" | grep -aqE "127\.0\.0\.1:$gport .*disconnected: .*hash"; then
+        ds_log "  the GOOD seeder was dropped for a hash failure (it shared failed pieces with the bad one)"
+    fi
     if [ "$rc" != 0 ]; then
         show_logs "$DS_TMP/fetch3.err"
-        fail "fetch with a corrupt and a good seeder: exit $rc (124 = stalled for ${FETCH_LIMIT}s)"
+        fail "fetch with a corrupt and a good seeder: exit $rc (124 = stalled for ${limit}s)"
     fi
     cmp -s "$IMG" "$t" || fail "target differs from the image"
-    events "$DS_TMP/fetch3.err" | grep -aqE "127\.0\.0\.1:$gport.*disconnected: .*hash" &&
-        ds_log "  note: the good seeder was dropped for hash failures too (it shared pieces with the bad one)"
     kill_and_wait "$bpid" 10 || true
     kill_and_wait "$gpid" 10 || true
+}
+
+# 256 KiB pieces, every third one corrupt: pieces mostly come from one source each
+case_corrupt_seeder() { corrupt_seeder_run "$TOR" $((256 * 1024)) 3 "$FETCH_LIMIT"; }
+
+# 4 MiB pieces (Clonezilla uses 16 MiB), every piece corrupt on the bad seeder: each piece is fetched from both
+# seeders at once, so every hash failure has two contributors and both collect strikes. The good seeder must not
+# be banned along with the bad one (that would stall the deployment for ever).
+case_corrupt_seeder_big_pieces() {
+    local tor4=$DS_TMP/src4m.torrent
+    "$DISKSWARM" make-torrent "$IMG" --all -o "$tor4" --piece-size 4M >/dev/null
+    # timing decides which peer a block comes from, so try a few times; a healthy fetch takes ~1-2 s
+    local k
+    for k in 1 2 3 4; do
+        ds_log "  attempt $k"
+        corrupt_seeder_run "$tor4" $((4 * 1048576)) 1 30 tail
+    done
 }
 
 ds_case corrupt_peer_in_swarm case_corrupt_peer_in_swarm
 ds_case seeder_under_attack case_seeder_under_attack
 ds_case corrupt_seeder case_corrupt_seeder
+ds_case corrupt_seeder_big_pieces case_corrupt_seeder_big_pieces
 ds_finish
