@@ -32,6 +32,7 @@ COMMON=(-g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -std
 # include paths of the libraries (libfdisk's header lives in a subdirectory)
 # shellcheck disable=SC2207
 COMMON+=($(pkg-config --cflags fdisk ext2fs libmicrohttpd libcurl libcrypto 2>/dev/null || true))
+# shellcheck disable=SC2054
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all)
 
 command -v "$CC" >/dev/null || { echo "fuzz: $CC not installed" >&2; exit 77; }
