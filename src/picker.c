@@ -17,7 +17,8 @@ int picker_init(struct picker *p, uint32_t num_pieces, uint64_t piece_length, ui
     p->avail = calloc(num_pieces ? num_pieces : 1, sizeof *p->avail);
     p->partial_of = malloc((num_pieces ? num_pieces : 1) * sizeof *p->partial_of);
     p->partials = calloc(p->max_partials, sizeof *p->partials);
-    if (!p->avail || !p->partial_of || !p->partials) {
+    p->suspect = calloc(num_pieces ? num_pieces : 1, 1);
+    if (!p->avail || !p->partial_of || !p->partials || !p->suspect) {
         picker_free(p);
         return -1;
     }
@@ -46,6 +47,7 @@ void picker_free(struct picker *p)
         for (size_t i = 0; i < p->n_partials; i++)
             partial_free(p->partials[i]);
     free(p->partials);
+    free(p->suspect);
     free(p->avail);
     free(p->partial_of);
     memset(p, 0, sizeof *p);
@@ -110,7 +112,7 @@ struct partial *picker_partial(struct picker *p, uint32_t piece)
     return p->partials[p->partial_of[piece]];
 }
 
-static struct partial *partial_new(struct picker *p, uint32_t piece)
+static struct partial *partial_new(struct picker *p, uint32_t piece, uint16_t slot)
 {
     if (p->n_partials >= p->max_partials)
         return NULL;
@@ -130,6 +132,8 @@ static struct partial *partial_new(struct picker *p, uint32_t piece)
         return NULL;
     }
     pp->sha_live = true;
+    pp->exclusive = p->suspect[piece] != 0;
+    pp->owner = pp->exclusive ? slot : PICKER_NO_SLOT;
     for (uint32_t i = 0; i < pp->nblocks; i++)
         pp->first_slot[i] = pp->second_slot[i] = pp->from[i] = PICKER_NO_SLOT;
     p->partial_of[piece] = (int32_t)p->n_partials;
@@ -160,11 +164,18 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_have, uint16_t 
                    size_t max)
 {
     size_t n = 0;
-    /* 1. finish pieces already begun, oldest first */
+    /* 1. finish pieces already begun, oldest first (an exclusive piece only by its owner, or by whoever
+     *    takes it over when its owner left) */
     for (size_t i = 0; i < p->n_partials && n < max; i++) {
         struct partial *pp = p->partials[i];
-        if (pp->n_unrequested > 0 && bitfield_get(peer_have, pp->piece))
-            n += take_blocks(p, pp, slot, out + n, max - n);
+        if (pp->n_unrequested == 0 || !bitfield_get(peer_have, pp->piece))
+            continue;
+        if (pp->exclusive) {
+            if (pp->owner != PICKER_NO_SLOT && pp->owner != slot)
+                continue;
+            pp->owner = slot;
+        }
+        n += take_blocks(p, pp, slot, out + n, max - n);
     }
     /* 2. start the rarest pieces the peer has, ties broken by a random starting point */
     while (n < max && p->n_partials < p->max_partials) {
@@ -185,7 +196,7 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_have, uint16_t 
         }
         if (best == UINT32_MAX)
             break;
-        struct partial *pp = partial_new(p, best);
+        struct partial *pp = partial_new(p, best, slot);
         if (!pp)
             break;
         n += take_blocks(p, pp, slot, out + n, max - n);
@@ -197,7 +208,7 @@ size_t picker_pick(struct picker *p, const struct bitfield *peer_have, uint16_t 
         return 0;
     for (size_t i = 0; i < p->n_partials && n < max; i++) {
         struct partial *pp = p->partials[i];
-        if (pp->n_unrequested > 0 || !bitfield_get(peer_have, pp->piece))
+        if (pp->n_unrequested > 0 || !bitfield_get(peer_have, pp->piece) || pp->exclusive)
             continue;
         for (uint32_t b = 0; b < pp->nblocks && n < max; b++) {
             if (pp->state[b] != BLK_REQUESTED || pp->reqs[b] >= 2 || pp->first_slot[b] == slot ||
@@ -279,6 +290,19 @@ void picker_finish(struct picker *p, uint32_t piece)
     p->partial_of[piece] = -1;
     for (size_t i = idx; i < p->n_partials; i++)
         p->partial_of[p->partials[i]->piece] = (int32_t)i;
+}
+
+void picker_mark_suspect(struct picker *p, uint32_t piece)
+{
+    if (piece < p->num_pieces)
+        p->suspect[piece] = 1;
+}
+
+void picker_forget_slot(struct picker *p, uint16_t slot)
+{
+    for (size_t i = 0; i < p->n_partials; i++)
+        if (p->partials[i]->exclusive && p->partials[i]->owner == slot)
+            p->partials[i]->owner = PICKER_NO_SLOT;
 }
 
 bool picker_endgame(const struct picker *p)

@@ -26,6 +26,8 @@ struct partial {
     uint16_t *first_slot;        /* peer slot of the first outstanding request per block */
     uint16_t *second_slot;       /* peer slot of the endgame duplicate, if any */
     uint16_t *from;              /* peer slot that delivered each received block */
+    bool exclusive;              /* suspect piece: every block from one peer, so a failure names the culprit */
+    uint16_t owner;              /* for exclusive pieces: the slot downloading it (PICKER_NO_SLOT = free) */
     /* incremental hashing: blocks [0, hashed) have been fed to sha in order */
     struct sha1_ctx sha;
     bool sha_live;
@@ -47,6 +49,7 @@ struct picker {
     uint32_t *avail;                 /* peers known to have each piece */
     int32_t *partial_of;             /* index into partials, or -1 */
     struct partial **partials;       /* in creation order */
+    uint8_t *suspect;                /* per piece: failed with several contributors; fetch it from one peer */
     size_t n_partials, max_partials;
     uint64_t rng;
 };
@@ -81,6 +84,11 @@ int picker_received(struct picker *p, uint32_t piece, uint32_t begin, uint32_t l
 
 /* Drop a partial: after the piece verified (done) or failed its hash (all its blocks become missing again). */
 void picker_finish(struct picker *p, uint32_t piece);
+
+/* A piece failed its hash with blocks from several peers: from now on it is downloaded from a single peer. */
+void picker_mark_suspect(struct picker *p, uint32_t piece);
+/* The peer in slot left: exclusive pieces it owned may be taken over by another peer. */
+void picker_forget_slot(struct picker *p, uint16_t slot);
 
 /* Count of missing pieces that have no partial and are available from some peer (for endgame decisions). */
 bool picker_endgame(const struct picker *p);

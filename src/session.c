@@ -20,7 +20,6 @@
 #define OUR_UT_PEX_ID 1
 #define OUR_DS_AUTH_ID 2
 #define AUTH_TIMEOUT_MS 15000
-#define MAX_STRIKES 3
 
 /* ---------- small helpers ---------- */
 
@@ -436,6 +435,9 @@ static void ban_id(struct session *s, const uint8_t id[20])
         oom(s);
 }
 
+/* A piece failed its hash. With one contributor the culprit is certain: ban it. With several, nobody is
+ * blamed (an honest peer must not be banned for sharing a piece with a liar); the piece becomes suspect and
+ * is fetched again from a single peer, so the next failure names its culprit. */
 static void piece_failed(struct session *s, struct partial *pp, uint64_t now)
 {
     (void)now;
@@ -445,25 +447,20 @@ static void piece_failed(struct session *s, struct partial *pp, uint64_t now)
     for (uint32_t b = 1; b < pp->nblocks; b++)
         if (pp->from[b] != only)
             single = false;
-    /* every distinct contributor gets a strike; a sole contributor is certainly the culprit */
-    for (uint32_t b = 0; b < pp->nblocks; b++) {
-        uint16_t sl = pp->from[b];
-        if (sl == PICKER_NO_SLOT || sl >= s->n_slots || !s->peers[sl])
-            continue;
-        bool dup = false;
-        for (uint32_t c = 0; c < b; c++)
-            if (pp->from[c] == sl)
-                dup = true;
-        if (dup)
-            continue;
-        struct sess_peer *q = s->peers[sl];
+    if (single && only != PICKER_NO_SLOT && only < s->n_slots && s->peers[only]) {
+        struct sess_peer *q = s->peers[only];
         q->strikes++;
-        if (single || q->strikes >= MAX_STRIKES) {
-            ban_id(s, q->peer_id);
-            if (q->cand >= 0)
-                s->cands[q->cand].banned = true;
-            peer_close(q, "sent data that failed the piece hash");
-        }
+        ban_id(s, q->peer_id);
+        if (q->cand >= 0)
+            s->cands[q->cand].banned = true;
+        session_log(s, "piece %u failed its hash; every block came from one peer: banned", pp->piece);
+        peer_close(q, "sent data that failed the piece hash");
+    } else {
+        for (uint32_t b = 0; b < pp->nblocks; b++)
+            if (pp->from[b] < s->n_slots && s->peers[pp->from[b]])
+                s->peers[pp->from[b]]->strikes++;
+        session_log(s, "piece %u failed its hash with blocks from several peers: refetching it from one", pp->piece);
+        picker_mark_suspect(&s->picker, pp->piece);
     }
     picker_finish(&s->picker, pp->piece);
 }
@@ -1158,6 +1155,7 @@ struct sess_peer *session_peer_new(struct session *s, const struct peer_addr *ad
 void session_peer_free(struct session *s, struct sess_peer *p)
 {
     release_ours(s, p);
+    picker_forget_slot(&s->picker, p->slot);
     if (p->state == PS_ACTIVE)
         picker_remove_bitfield(&s->picker, &p->have);
     if (p->cand >= 0 && (size_t)p->cand < s->n_cands) {

@@ -341,6 +341,34 @@ TEST(finish_after_hash_failure_makes_piece_pickable)
     pk_free(&k);
 }
 
+/* A piece that failed with several contributors is fetched from one peer only; when that peer leaves, another
+ * may take it over; it never gets endgame duplicates. */
+TEST(suspect_piece_is_exclusive)
+{
+    struct pk k;
+    CHECK(pk_init(&k, 1, 64, 64, 16, 4, 5) == 0);
+    struct bitfield all;
+    peer_all(&all, 1);
+    picker_add_bitfield(&k.p, &all);
+    picker_add_bitfield(&k.p, &all);
+    picker_mark_suspect(&k.p, 0);
+    struct block_req r[8];
+    CHECK_EQ_INT(picker_pick(&k.p, &all, 3, r, 2), 2); /* slot 3 owns it now */
+    struct partial *pp = picker_partial(&k.p, 0);
+    CHECK(pp != NULL && pp->exclusive && pp->owner == 3);
+    CHECK_EQ_INT(picker_pick(&k.p, &all, 4, r, 8), 0); /* another peer gets nothing of it */
+    CHECK_EQ_INT(picker_pick(&k.p, &all, 3, r, 8), 2); /* the owner gets the rest */
+    CHECK_EQ_INT(picker_pick(&k.p, &all, 4, r, 8), 0); /* fully requested: no endgame duplicates either */
+    /* the owner leaves: its requests are released and slot 4 takes over */
+    for (uint32_t b = 0; b < 4; b++)
+        picker_release(&k.p, 0, b * 16, 3);
+    picker_forget_slot(&k.p, 3);
+    CHECK_EQ_INT(picker_pick(&k.p, &all, 4, r, 8), 4);
+    CHECK(pp->owner == 4);
+    bitfield_free(&all);
+    pk_free(&k);
+}
+
 TEST(endgame)
 {
     struct pk k;
@@ -480,6 +508,7 @@ int main(void)
     RUN(release_makes_block_requestable_again);
     RUN(received_results);
     RUN(finish_after_hash_failure_makes_piece_pickable);
+    RUN(suspect_piece_is_exclusive);
     RUN(endgame);
     RUN(endgame_never_duplicates_to_the_holder_after_first_release);
     RUN(max_partials_respected);
