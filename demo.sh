@@ -243,7 +243,7 @@ while :; do
         fi
         if [ -z "${rc_of[$i]:-}" ]; then
             alive=$((alive + 1)) state=running
-        elif [ "${rc_of[$i]}" = 0 ]; then state=done; else state="exit ${rc_of[$i]}"; fi
+        elif [ "${rc_of[$i]}" = 0 ]; then state="done"; else state="exit ${rc_of[$i]}"; fi
         if [ "$MODE" = netns ]; then a=${addrs[i]}; else a=127.0.0.1:${ports[i]}; fi
         specs+=("${names[i]}|$a|$W/${names[i]}.out|$state")
     done
@@ -285,6 +285,7 @@ for ((i = 1; i <= N; i++)); do
     printf '%-9s %-6s %7ss %-8s %-8s %s\n' "${names[i]}" "$rc" "${end_time[$i]:--}" "$fs" "$vf" "$res"
     if [ "$res" = FAIL ]; then
         tail -n 5 "$W/${names[i]}.err" "$W/${names[i]}.check" 2>/dev/null | sed 's/^/    /'
+        echo "    last status: $(tail -n 1 "$W/${names[i]}.out" 2>/dev/null | cut -c1-400)"
     fi
 done
 srv_rc=${rc_of[0]:-running}

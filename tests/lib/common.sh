@@ -24,7 +24,7 @@ dstool() { "$DS_PY" "$DSTOOL" "$@"; }
 
 DS_PASSED=0 DS_FAILED=0 DS_SKIPPED=0
 DS_PORTS=()
-DS_TMP= DS_REG=
+DS_TMP='' DS_REG=''
 
 ds_log() { printf '%s\n' "$*" >&2; }
 fail() { ds_log "  FAIL: $*"; exit 1; }
