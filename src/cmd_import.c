@@ -272,7 +272,7 @@ static int import_one(struct imp_opts *o, const char *const *paths, size_t n_pat
         cli_error("%s", e.msg);
         goto out;
     }
-    struct imp_progress pg = {.o = o, .name = name, .total = total, .t0 = now_ms()};
+    struct imp_progress pg = {.o = o, .name = name, .total = total, .t0 = now_ms(), .last = now_ms()};
     struct image_build b = {.piece_length = o->piece, .total_length = total, .n_pieces = (uint32_t)n_pieces,
                             .threads = o->threads, .fill = fill_stream, .fill_ctx = r, .fill_in_order = true,
                             .w = iw, .zstd_level = o->zlevel, .hashes = hashes, .progress = imp_progress_cb,
