@@ -16,6 +16,8 @@ int cmd_verify(int argc, char **argv);
 int cmd_capture(int argc, char **argv);
 int cmd_tracker(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_deploy(int argc, char **argv);
 
 /* Print "diskswarm: <msg>\n" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -15,6 +15,8 @@ static void usage(FILE *f)
           "  seed TORRENT --from DEVICE|FILE      serve a torrent's pieces from a device or image\n"
           "  fetch TORRENT --to DEVICE|FILE       download onto a device at the extents' offsets, verify, seed\n"
           "  verify TORRENT DEVICE|FILE           check every piece on a device against the torrent\n"
+          "  serve IMAGE_DIR [--expect N]         tracker + seeder + dashboard for a captured image\n"
+          "  deploy http://SERVER:PORT --to DEV   fetch, check, write, verify and seed an image from `serve`\n"
           "\n"
           "Run 'diskswarm COMMAND --help' for a command's options.\n",
           f);
@@ -42,6 +44,7 @@ int main(int argc, char **argv)
         {"info", cmd_info},     {"make-torrent", cmd_make_torrent}, {"seed", cmd_seed},
         {"fetch", cmd_fetch},   {"verify", cmd_verify}, {"capture", cmd_capture},
         {"tracker", cmd_tracker}, {"import", cmd_import},
+        {"serve", cmd_serve},   {"deploy", cmd_deploy},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name))

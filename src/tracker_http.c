@@ -19,6 +19,8 @@ struct tracker_http {
     struct tracker_state *st;
     pthread_mutex_t *mu;
     bool allow_ip_param;
+    tracker_http_extra_fn extra;
+    void *extra_ctx;
     uint16_t port;
     atomic_uint_fast64_t requests;
 };
@@ -181,6 +183,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char
         MHD_destroy_response(resp);
         return ret;
     }
+    if (h->extra) {
+        struct tracker_http_reply xr = {.status = MHD_HTTP_OK, .content_type = "application/octet-stream"};
+        if (h->extra(h->extra_ctx, path, plen, query, qlen, &xr))
+            return send_buf(con, xr.status, xr.content_type, &xr.body);
+        buf_free(&xr.body);
+    }
     return send_text(con, MHD_HTTP_NOT_FOUND, "not found\n");
 }
 
@@ -196,6 +204,8 @@ int tracker_http_start(struct tracker_http **out, struct tracker_state *st, pthr
     h->st = st;
     h->mu = mu;
     h->allow_ip_param = cfg->allow_ip_param;
+    h->extra = cfg->extra_handler;
+    h->extra_ctx = cfg->extra_ctx;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
     if (pa.ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
