@@ -61,6 +61,14 @@ make_gpt_disk() {
     ds_manifest "$mnt" >"$disk.ext4.manifest"
     ds_umount "$mnt"
     ds_loop_detach "$loop"
+    sync
+    # seen once under load: the journal still flagged as needing recovery after umount; replay it
+    loop=$(ds_losetup "$disk" -o "$s2" --sizelimit "$z2")
+    if dumpe2fs -h "$loop" 2>/dev/null | grep -q needs_recovery; then
+        ds_log "  (ext4 journal needs recovery after umount; replaying it)"
+        e2fsck -fy "$loop" >/dev/null 2>&1 || true
+    fi
+    ds_loop_detach "$loop"
 }
 
 # check_target SOURCE TARGET: table, both filesystems and all files as on SOURCE
