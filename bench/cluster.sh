@@ -3,8 +3,9 @@
 # and an aria2c swarm, on the same image and the same shaped network, N = 1, 4, 8, 16 (32).
 #
 #   sudo bench/cluster.sh [--rate 100mbit] [--size 128M] [--nodes "1 4 8 16 32"]
-#                         [--methods "diskswarm diskswarm-tracker unicast udpcast aria2"]
-#                         [--pieces "4M"] [--aria2-piece 4M] [--diag] [--quick] [--out DIR]
+#                         [--methods "diskswarm diskswarm-tracker unicast udpcast aria2"] (also: diskswarm-mesh)
+#                         [--pieces "4M"] [--aria2-piece 4M] [--udp-bitrate 95m] [--unicast-max 16]
+#                         [--nice -10] [--diag] [--quick] [--out DIR]
 #
 # Network: one bridge; the server and every machine is a network namespace with a veth on it (addresses
 # 198.18.0.1 and 198.18.0.11..), every link shaped to RATE in both directions with tc tbf (on the bridge-side
@@ -36,7 +37,7 @@ export DISKSWARM
 PY=/usr/bin/python3
 
 RATE=100mbit SIZE=128M NODES="1 4 8 16 32" METHODS="diskswarm diskswarm-tracker unicast udpcast aria2"
-PIECES=4M ARIA2_PIECE=4M DIAG=0 OUT=${OUT:-/tmp/diskswarm-bench} QUICK=0 UDP_BITRATE=
+PIECES=4M ARIA2_PIECE=4M UNICAST_MAX=16 DIAG=0 OUT=${OUT:-/tmp/diskswarm-bench} QUICK=0 UDP_BITRATE=
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do
     case $1 in
@@ -47,6 +48,9 @@ while (($#)); do
     --pieces) PIECES=$2; shift ;;
     --aria2-piece) ARIA2_PIECE=$2; shift ;;
     --udp-bitrate) UDP_BITRATE=$2; shift ;;
+    --unicast-max) UNICAST_MAX=$2; shift ;;
+    --nice) export CLUSTER_NICE=$2; shift ;;
+    --fetch-args) export CLUSTER_FETCH_ARGS=$2; shift ;;
     --diag) DIAG=1 ;;
     --quick) QUICK=1 ;;
     --out) OUT=$2; shift ;;
@@ -195,6 +199,10 @@ for m in $METHODS; do
         label=$m
         [ -n "$p" ] && [ "$(wc -w <<<"$PIECES")" -gt 1 ] && label="$m/$p"
         for n in $NODES; do
+            if [ "$m" = unicast ] && ((n > UNICAST_MAX)); then
+                log "unicast N=$n skipped (--unicast-max $UNICAST_MAX): it takes N x the limit, $((n)) x"
+                continue
+            fi
             if ((n > 16)) && [ "${cpu16[$label]:-ok}" = high ]; then
                 log "$label N=$n skipped: N=16 was CPU-bound"
                 continue

@@ -48,6 +48,8 @@ def main():
             notes = []
             if r["cpu"] > CPU_BOUND:
                 notes.append("CPU-bound")
+                if r.get("bg_cpu", 0) > 50:
+                    notes.append("machine already busy before the run (bg %.0f%%)" % r["bg_cpu"])
             if not r["ok"]:
                 notes.append("FAILED")
             if r.get("notes"):
@@ -90,6 +92,11 @@ def main():
     ax.axhline(limit * 1.10, color="gray", ls=":", lw=1, label="1.10 × limit")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator
+    fmt = FuncFormatter(lambda v, _: "%g" % v)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 1.5, 2, 3, 5, 7)))
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_xticks(ns)
     ax.set_xticklabels([str(n) for n in ns])
     ax.set_xlabel("machines N")
