@@ -300,9 +300,14 @@ void picker_mark_suspect(struct picker *p, uint32_t piece)
 
 void picker_forget_slot(struct picker *p, uint16_t slot)
 {
-    for (size_t i = 0; i < p->n_partials; i++)
-        if (p->partials[i]->exclusive && p->partials[i]->owner == slot)
-            p->partials[i]->owner = PICKER_NO_SLOT;
+    for (size_t i = 0; i < p->n_partials; i++) {
+        struct partial *pp = p->partials[i];
+        if (pp->exclusive && pp->owner == slot)
+            pp->owner = PICKER_NO_SLOT;
+        for (uint32_t b = 0; b < pp->nblocks; b++)
+            if (pp->from[b] == slot)
+                pp->from[b] = PICKER_GONE_SLOT;
+    }
 }
 
 bool picker_endgame(const struct picker *p)

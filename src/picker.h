@@ -13,6 +13,7 @@
 #include "sha1.h"
 
 #define PICKER_NO_SLOT 0xFFFFu
+#define PICKER_GONE_SLOT 0xFFFEu     /* delivered by a peer that has left (its slot may now be someone else's) */
 
 enum block_state { BLK_MISSING = 0, BLK_REQUESTED = 1, BLK_RECEIVED = 2 };
 
@@ -32,6 +33,7 @@ struct partial {
     struct sha1_ctx sha;
     bool sha_live;
     uint32_t hashed;
+    bool final_queued;           /* all blocks handed to the hashing thread; its verdict is pending */
 };
 
 struct block_req {
@@ -87,7 +89,8 @@ void picker_finish(struct picker *p, uint32_t piece);
 
 /* A piece failed its hash with blocks from several peers: from now on it is downloaded from a single peer. */
 void picker_mark_suspect(struct picker *p, uint32_t piece);
-/* The peer in slot left: exclusive pieces it owned may be taken over by another peer. */
+/* The peer in slot left: exclusive pieces it owned may be taken over by another peer, and blocks it delivered
+ * are attributed to PICKER_GONE_SLOT, so a newcomer reusing the slot is never blamed for them. */
 void picker_forget_slot(struct picker *p, uint16_t slot);
 
 /* Count of missing pieces that have no partial and are available from some peer (for endgame decisions). */

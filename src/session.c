@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bencode.h"
+#include "hasher.h"
 
 #define HANDSHAKE_TIMEOUT_MS 20000
 #define IDLE_TIMEOUT_MS 150000
@@ -20,6 +21,7 @@
 #define OUR_UT_PEX_ID 1
 #define OUR_DS_AUTH_ID 2
 #define AUTH_TIMEOUT_MS 15000
+#define SOLE_STRIKES_TO_BAN 2
 
 /* ---------- small helpers ---------- */
 
@@ -99,8 +101,8 @@ int session_init(struct session *s, const struct session_config *cfg, struct ds_
     s->cfg = *cfg;
     if (!s->cfg.max_peers)
         s->cfg.max_peers = 64;
-    if (s->cfg.max_peers > PICKER_NO_SLOT - 1)
-        s->cfg.max_peers = PICKER_NO_SLOT - 1;
+    if (s->cfg.max_peers > PICKER_GONE_SLOT - 1)
+        s->cfg.max_peers = PICKER_GONE_SLOT - 1;
     if (!s->cfg.upload_slots)
         s->cfg.upload_slots = 64;
     if (!s->cfg.pipeline)
@@ -448,13 +450,18 @@ static void piece_failed(struct session *s, struct partial *pp, uint64_t now)
         if (pp->from[b] != only)
             single = false;
     if (single && only != PICKER_NO_SLOT && only < s->n_slots && s->peers[only]) {
+        /* Certain culprit. One failure could still be a glitch (and banning the only seed would stall the whole
+         * deployment), so the piece is retried; a second proven failure bans the peer. */
         struct sess_peer *q = s->peers[only];
-        q->strikes++;
-        ban_id(s, q->peer_id);
-        if (q->cand >= 0)
-            s->cands[q->cand].banned = true;
-        session_log(s, "piece %u failed its hash; every block came from one peer: banned", pp->piece);
-        peer_close(q, "sent data that failed the piece hash");
+        if (++q->strikes >= SOLE_STRIKES_TO_BAN) {
+            ban_id(s, q->peer_id);
+            if (q->cand >= 0)
+                s->cands[q->cand].banned = true;
+            session_log(s, "piece %u failed its hash again with every block from one peer: banned", pp->piece);
+            peer_close(q, "sent data that failed the piece hash");
+        } else {
+            session_log(s, "piece %u failed its hash; every block came from one peer: retrying", pp->piece);
+        }
     } else {
         for (uint32_t b = 0; b < pp->nblocks; b++)
             if (pp->from[b] < s->n_slots && s->peers[pp->from[b]])
@@ -467,9 +474,66 @@ static void piece_failed(struct session *s, struct partial *pp, uint64_t now)
 
 /* Feed in-order received blocks to the piece's SHA-1; blocks that arrived out of order are read back from the
  * target (page cache) when their turn comes. Completes the piece when all blocks are hashed. */
+/* Threaded verification: hand each in-order run of received blocks to the hashing thread, then the final. */
+static void queue_hash(struct session *s, struct partial *pp)
+{
+    uint64_t base = (uint64_t)pp->piece * s->mi->piece_length;
+    while (pp->hashed < pp->nblocks && pp->state[pp->hashed] == BLK_RECEIVED) {
+        uint32_t first = pp->hashed, len = 0;
+        while (pp->hashed < pp->nblocks && pp->state[pp->hashed] == BLK_RECEIVED)
+            len += picker_block_len(&s->picker, pp->piece, pp->hashed++);
+        if (hasher_update(s->hasher, &pp->sha, pp->piece, base + (uint64_t)first * s->cfg.block_size, len))
+            goto fail;
+    }
+    if (pp->hashed == pp->nblocks && !pp->final_queued) {
+        if (hasher_final(s->hasher, &pp->sha, pp->piece, s->mi->piece_hashes + (size_t)pp->piece * SHA1_LEN))
+            goto fail;
+        pp->final_queued = true;
+    }
+    return;
+fail:
+    if (!s->fatal) {
+        s->fatal = true;
+        ds_errf(&s->fatal_err, "the hashing thread stopped");
+    }
+}
+
+void session_attach_hasher(struct session *s, struct hasher *h) { s->hasher = h; }
+
+void session_hasher_ready(struct session *s, uint64_t now)
+{
+    if (!s->hasher)
+        return;
+    uint32_t piece;
+    bool ok, io_error;
+    struct ds_err e;
+    /* bounded: each round takes one posted result */
+    for (int k = 0; k < 4096 && hasher_take(s->hasher, &piece, &ok, &io_error, &e) == 1; k++) {
+        if (io_error) {
+            if (!s->fatal) {
+                s->fatal = true;
+                s->fatal_err = e;
+            }
+            return;
+        }
+        struct partial *pp = picker_partial(&s->picker, piece);
+        if (!pp || !pp->final_queued)
+            continue;
+        pp->sha_live = false; /* the thread finalised (and released) the context */
+        if (ok)
+            piece_verified(s, piece, now);
+        else
+            piece_failed(s, pp, now);
+    }
+}
+
 static void advance_hash(struct session *s, struct partial *pp, uint32_t just_first, uint32_t just_n,
                          const uint8_t *just_data, uint64_t now)
 {
+    if (s->hasher) {
+        queue_hash(s, pp);
+        return;
+    }
     uint64_t base = (uint64_t)pp->piece * s->mi->piece_length;
     while (pp->hashed < pp->nblocks && pp->state[pp->hashed] == BLK_RECEIVED) {
         uint32_t b = pp->hashed;

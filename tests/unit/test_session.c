@@ -950,9 +950,55 @@ TEST(corrupt_sole_contributor_closed_then_honest_completes)
     CHECK(node_data_ok(&F));
     CHECK(gaps_zero(F.path));
     CHECK(!ls.pa->closing);
-    CHECK_EQ_INT(F.s.hash_failures, 1);
+    CHECK_EQ_INT(F.s.hash_failures, 2); /* the corrupt seeder had its retry before it was banned */
     link_close(&ls);
     node_free(&D);
+    node_free(&S);
+    node_free(&F);
+}
+
+/* A liar delivers half of a piece and leaves; an honest seeder that gets the same (reused) slot finishes the
+ * piece. The hash fails with blocks from two different peers: the honest one must not be blamed. */
+TEST(reused_slot_is_not_blamed_for_a_departed_liar)
+{
+    struct node F, S;
+    CHECK(node_fetcher_cfg(&F, 2, 2) == 0);
+    CHECK(node_seeder(&S, 1, -1) == 0);
+    uint64_t now = 1000;
+    struct raw r;
+    raw_open(&r, &F, false, 9, now);
+    uint16_t liar_slot = r.p->slot;
+    raw_hello(&r, WM_HAVE_ALL, now);
+    struct buf b = {0};
+    wire_put_simple(&b, WM_UNCHOKE);
+    raw_send(&r, &b, ++now);
+    raw_recv(&r, now);
+    CHECK(r.n_reqs >= 1);
+    /* answer only the first request, with corrupt bytes */
+    const struct peer_req *q = &r.reqs[0];
+    uint8_t blk[BLK];
+    memcpy(blk, g_data + (uint64_t)q->piece * PIECE_LEN + q->begin, q->length);
+    blk[7] ^= 0x55;
+    uint32_t bad_piece = q->piece;
+    send_piece(&r, q->piece, q->begin, blk, q->length, ++now);
+    CHECK_EQ_INT(F.s.payload_down, q->length);
+    raw_close(&r); /* the liar leaves before the piece is complete */
+    struct link l;
+    CHECK(link_open(&l, &S, 1, &F, 2, now) == 0);
+    CHECK_EQ_INT(l.pb->slot, liar_slot); /* the newcomer reuses the slot */
+    struct node *fe[] = {&F};
+    struct nodes_ctx c = {fe, 1};
+    struct node *all[] = {&S, &F};
+    CHECK(run(&l, 1, all, 2, &now, all_complete, &c) >= 0);
+    CHECK(session_complete(&F.s));
+    CHECK(node_data_ok(&F));
+    CHECK_EQ_INT(F.s.hash_failures, 1);
+    /* judged as a failure with several contributors (piece made suspect), not as the newcomer's alone */
+    CHECK_EQ_INT(F.s.picker.suspect[bad_piece], 1);
+    CHECK(!l.pa->closing && !l.pb->closing);
+    CHECK(bitfield_get(&F.s.have, bad_piece));
+    link_close(&l);
+    buf_free(&b);
     node_free(&S);
     node_free(&F);
 }
@@ -972,16 +1018,28 @@ TEST(corrupt_block_from_raw_peer)
     raw_recv(&r, now);
     CHECK_EQ_INT(r.n_reqs, 2 * NPIECES); /* the whole torrent fits the default pipeline */
     uint8_t blk[BLK];
-    for (size_t i = 0; i < r.n_reqs && !r.p->closing; i++) {
-        const struct peer_req *q = &r.reqs[i];
-        uint64_t off = (uint64_t)q->piece * PIECE_LEN + q->begin;
-        memcpy(blk, g_data + off, q->length);
-        if (q->piece == 0 && q->begin == BLK)
-            blk[5] ^= 1;
-        send_piece(&r, q->piece, q->begin, blk, q->length, ++now);
+    /* a sole contributor's first failure is retried (a glitch must not ban the only seed); the piece is asked
+     * for again and the second proven failure closes and bans the peer */
+    size_t answered = 0;
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = answered; i < r.n_reqs && !r.p->closing; i++) {
+            const struct peer_req *q = &r.reqs[i];
+            uint64_t off = (uint64_t)q->piece * PIECE_LEN + q->begin;
+            memcpy(blk, g_data + off, q->length);
+            if (q->piece == 0 && q->begin == BLK)
+                blk[5] ^= 1;
+            send_piece(&r, q->piece, q->begin, blk, q->length, ++now);
+        }
+        answered = r.n_reqs;
+        CHECK_EQ_INT(F.s.hash_failures, round + 1);
+        if (round == 0) {
+            CHECK(!r.p->closing);
+            raw_recv(&r, ++now); /* the re-requests for piece 0 */
+            CHECK(r.n_reqs > answered);
+        }
     }
     CHECK(r.p->closing);
-    CHECK_EQ_INT(F.s.hash_failures, 1);
+    CHECK_EQ_INT(F.s.hash_failures, 2);
     CHECK(!bitfield_get(&F.s.have, 0));
     raw_close(&r);
     /* the honest seeder finishes the job */
@@ -1332,6 +1390,7 @@ int main(void)
     RUN(late_merged_duplicate_never_overwrites_a_verified_piece);
     RUN(corrupt_sole_contributor_closed_then_honest_completes);
     RUN(corrupt_block_from_raw_peer);
+    RUN(reused_slot_is_not_blamed_for_a_departed_liar);
     RUN(wrong_info_hash_handshake);
     RUN(request_beyond_piece);
     RUN(bitfield_wrong_length);
