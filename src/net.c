@@ -1,5 +1,7 @@
 #include "net.h"
 
+#include "hasher.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -81,6 +83,13 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
     return 0;
 }
 
+static void on_hasher(void *ctx, int fd)
+{
+    (void)fd;
+    struct net *n = ctx;
+    session_hasher_ready(n->s, net_now_ms());
+}
+
 int net_init(struct net *n, struct session *s, const char *listen_spec, struct ds_err *e)
 {
     memset(n, 0, sizeof *n);
@@ -94,6 +103,20 @@ int net_init(struct net *n, struct session *s, const char *listen_spec, struct d
     if (!n->conns || !n->pending || n->epfd < 0) {
         net_free(n);
         return ds_errno(e, "cannot set up the event loop");
+    }
+    /* a fetching session verifies on a second core: receiving and hashing overlap */
+    if (!s->cfg.have_all && s->have.count < s->have.nbits) {
+        struct hasher *h;
+        if (hasher_start(&h, s->store, e)) {
+            net_free(n);
+            return -1;
+        }
+        n->hasher = h;
+        session_attach_hasher(s, h);
+        if (net_watch(n, hasher_fd(h), on_hasher, n, e)) {
+            net_free(n);
+            return -1;
+        }
     }
     if (!listen_spec)
         return 0;
@@ -145,6 +168,12 @@ static void conn_close(struct net *n, struct net_conn *c)
 
 void net_free(struct net *n)
 {
+    /* stop the hashing thread before any peer or partial it might still read goes away */
+    if (n->hasher) {
+        session_attach_hasher(n->s, NULL);
+        hasher_stop(n->hasher);
+        n->hasher = NULL;
+    }
     if (n->conns)
         for (uint32_t i = 0; i < n->max_conns; i++)
             if (n->conns[i])

@@ -33,6 +33,7 @@ struct net {
     struct { int fd; net_fd_cb cb; void *ctx; } watch[NET_MAX_WATCH];
     int n_watch;
     struct net_tag listen_tag;
+    struct hasher *hasher;         /* piece verification thread of a fetching session */
     struct net_tag watch_tag[NET_MAX_WATCH];
 };
 

@@ -142,6 +142,7 @@ struct session {
     struct ds_err fatal_err;
     uint8_t *blockbuf;              /* scratch for read-back hashing */
     uint64_t nonce_ctr;
+    struct hasher *hasher;          /* verification on another thread (set by the event loop), or NULL */
 };
 
 int session_init(struct session *s, const struct session_config *cfg, struct ds_err *e);
@@ -158,6 +159,12 @@ void session_peer_fill(struct session *s, struct sess_peer *p, uint64_t now);
 void session_peer_free(struct session *s, struct sess_peer *p);
 /* Timers: keep-alives, time-outs, peer exchange, requests. Call about once a second. */
 void session_tick(struct session *s, uint64_t now);
+
+/* Verify pieces on a hashing thread from now on (see hasher.h); the loop calls session_hasher_ready when
+ * hasher_fd is readable. Without one, pieces are hashed inline as blocks arrive. */
+struct hasher;
+void session_attach_hasher(struct session *s, struct hasher *h);
+void session_hasher_ready(struct session *s, uint64_t now);
 
 /* May this address talk to us (--allow)? */
 bool session_addr_allowed(const struct session *s, const struct peer_addr *a);
