@@ -14,8 +14,7 @@
 #define IDLE_TIMEOUT_MS 150000
 #define KEEPALIVE_MS 60000
 #define STALL_TIMEOUT_MS 30000
-#define PEX_FIRST_MS 1500
-#define PEX_INTERVAL_MS 15000
+#define PEX_INTERVAL_MS 5000 /* machines must find each other within the first seconds of a deployment */
 #define PEX_MAX_ADDED 50
 #define EXT_MSG_MAX (64u * 1024u)
 #define OUR_UT_PEX_ID 1
@@ -911,6 +910,8 @@ static void on_auth(struct session *s, struct sess_peer *p, const uint8_t *d, si
     }
     p->authed = true;
     session_log(s, "peer proved the swarm secret");
+    if (p->ut_pex_id)
+        send_pex(s, p, now);
     send_allowed_fast(s, p);
     maybe_unchoke(s, p, now);
     fill_requests(s, p, now);
@@ -1012,8 +1013,12 @@ static void handle_msg(struct session *s, struct sess_peer *p, const struct wire
     case WM_EXTENDED:
         if (!p->extended)
             break;
-        if (m->ext_id == 0)
+        if (m->ext_id == 0) {
             on_ext_handshake(s, p, m->data, m->data_len);
+            /* tell it about the others at once: in a deployment every second of a machine idle counts */
+            if (!p->closing && p->authed && p->ut_pex_id)
+                send_pex(s, p, now);
+        }
         else if (m->ext_id == OUR_UT_PEX_ID && p->authed)
             on_pex(s, m->data, m->data_len);
         else if (m->ext_id == OUR_DS_AUTH_ID && s->cfg.secret && !p->authed)
@@ -1268,8 +1273,7 @@ void session_tick(struct session *s, uint64_t now)
                 peer_close(p, "did not prove the swarm secret in time");
             continue;
         }
-        if (p->ut_pex_id && now - p->t_connected > PEX_FIRST_MS &&
-            (p->t_last_pex == 0 || now - p->t_last_pex > PEX_INTERVAL_MS))
+        if (p->ut_pex_id && (p->t_last_pex == 0 || now - p->t_last_pex > PEX_INTERVAL_MS))
             send_pex(s, p, now);
         maybe_unchoke(s, p, now);
         fill_requests(s, p, now);
