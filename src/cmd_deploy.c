@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -343,6 +345,13 @@ static int run_then(const char *then)
         cmd = "systemctl reboot || reboot";
     else if (!strcmp(then, "poweroff"))
         cmd = "systemctl poweroff || poweroff";
+    /* the stop signals are blocked in this process; the command must not inherit that */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
     int r = system(cmd);
     if (r != 0) {
         cli_error("--then '%s' failed (status %d)", then, r);
@@ -719,6 +728,8 @@ int cmd_deploy(int argc, char **argv)
         cli_error("deploy: %s", e.msg);
         goto out;
     }
+    if (relocated && st.is_blockdev)
+        (void)ioctl(st.fd, BLKRRPART);   /* best effort: let the kernel see the new table now */
     if (unlink(state_path) && errno != ENOENT)
         fprintf(stderr, "deploy: warning: cannot remove %s: %s\n", state_path, strerror(errno));
     {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # timeout: 900
+# asan: yes
 # serve_deploy.sh — `diskswarm serve IMAGE_DIR` + `diskswarm deploy http://SERVER:PORT --to TARGET`.
 #   three_machines: a captured GPT disk (EFI FAT32 + ext4) served with --expect 3, deployed onto three file
 #     targets (one 64 MiB larger than the source): all deploys and serve exit 0, partition tables equal
@@ -138,7 +139,7 @@ case_three_machines() {
         if [ "$i" = 2 ]; then truncate -s $((size + (64 << 20))) "$DS_TMP/t$i.img"; else truncate -s "$size" "$DS_TMP/t$i.img"; fi
         ds_bg_split "$DS_TMP/d$i.out" "$DS_TMP/d$i.err" \
             "$DISKSWARM" deploy "http://127.0.0.1:$port" --to "$DS_TMP/t$i.img" --yes --json \
-            --listen "127.0.0.1:${ports[i]}"
+            --listen "127.0.0.1:${ports[i]}" --then "touch $DS_TMP/then$i"
         pids+=("$DS_BG_PID")
     done
     for i in 0 1 2; do
@@ -161,6 +162,7 @@ case_three_machines() {
     for i in 0 1 2; do
         [ "$(json_field "$DS_TMP/d$i.out" deploy ok)" = true ] || fail "deploy $i: no ok"
         [ ! -e "$DS_TMP/t$i.img.dsstate" ] || fail "state file of t$i left behind"
+        [ -e "$DS_TMP/then$i" ] || fail "deploy $i did not run --then"
         check_target "$DISK" "$DS_TMP/t$i.img"
     done
     [ "$(json_field "$DS_TMP/d2.out" deploy gpt_relocated)" = true ] || fail "backup GPT not relocated on the larger target"
