@@ -51,6 +51,7 @@ while (($#)); do
     --unicast-max) UNICAST_MAX=$2; shift ;;
     --nice) export CLUSTER_NICE=$2; shift ;;
     --fetch-args) export CLUSTER_FETCH_ARGS=$2; shift ;;
+    --seed-args) export CLUSTER_SEED_ARGS=$2; shift ;;
     --diag) DIAG=1 ;;
     --quick) QUICK=1 ;;
     --out) OUT=$2; shift ;;

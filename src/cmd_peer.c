@@ -32,6 +32,7 @@ struct peer_opts {
     const char *trackers[MAX_CLI_PEERS];
     size_t n_trackers;
     bool verify;
+    bool super_seed;
     bool resume;
     struct cidr allow[MAX_ALLOW];
     size_t n_allow;
@@ -70,7 +71,11 @@ static void usage(FILE *f, bool fetch)
           "  --verbose              log peer connections and disconnections to stderr\n",
           f);
     if (!fetch)
-        fputs("  --verify               hash every piece of the source (on all cores) before serving\n", f);
+        fputs("  --verify               hash every piece of the source (on all cores) before serving\n"
+              "  --super-seed           deployment seed: show each machine a few pieces at a time, never-sent\n"
+              "                         first, so the uplink sends every piece about once (until the machines\n"
+              "                         together hold every piece)\n",
+              f);
     else
         fputs("  --resume               first check the pieces already on the target (on all cores) and fetch\n"
               "                         only the missing or wrong ones (after an interrupted run)\n",
@@ -79,12 +84,12 @@ static void usage(FILE *f, bool fetch)
 
 static int parse_opts(int argc, char **argv, struct peer_opts *o)
 {
-    enum { O_TO = 256, O_FROM, O_LISTEN, O_PEER, O_VERIFY, O_SEEDTIME, O_EXPECT, O_JSON, O_QUIET, O_NOTRACKER,
+    enum { O_TO = 256, O_FROM, O_LISTEN, O_PEER, O_VERIFY, O_SUPER, O_SEEDTIME, O_EXPECT, O_JSON, O_QUIET, O_NOTRACKER,
            O_MAXPEERS, O_PIPELINE, O_HELP, O_VERBOSE, O_RESUME, O_ALLOW, O_SECRET, O_TRACKER };
     static const struct option lo[] = {
         {"to", required_argument, 0, O_TO},           {"from", required_argument, 0, O_FROM},
         {"listen", required_argument, 0, O_LISTEN},   {"peer", required_argument, 0, O_PEER},
-        {"verify", no_argument, 0, O_VERIFY},         {"resume", no_argument, 0, O_RESUME},
+        {"verify", no_argument, 0, O_VERIFY},         {"super-seed", no_argument, 0, O_SUPER},         {"resume", no_argument, 0, O_RESUME},
         {"allow", required_argument, 0, O_ALLOW},     {"secret-file", required_argument, 0, O_SECRET},         {"seed-time", required_argument, 0, O_SEEDTIME},
         {"expect", required_argument, 0, O_EXPECT},   {"json", no_argument, 0, O_JSON},
         {"quiet", no_argument, 0, O_QUIET},           {"no-tracker", no_argument, 0, O_NOTRACKER},
@@ -126,6 +131,10 @@ static int parse_opts(int argc, char **argv, struct peer_opts *o)
         case O_VERIFY:
             if (o->fetch) goto bad;
             o->verify = true;
+            break;
+        case O_SUPER:
+            if (o->fetch) goto bad;
+            o->super_seed = true;
             break;
         case O_ALLOW: {
             struct ds_err e;
@@ -247,6 +256,7 @@ static int run_peer(struct peer_opts *o)
     ro.n_trackers = o->n_trackers;
     ro.no_tracker = o->no_tracker;
     ro.verify = o->verify;
+    ro.super_seed = o->super_seed;
     ro.recheck = o->resume;
     ro.allow = o->allow;
     ro.n_allow = o->n_allow;

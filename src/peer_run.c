@@ -194,6 +194,7 @@ int peer_run(const struct peer_run_opts *o, struct peer_run_result *res)
         goto out;
     }
     cfg.have_all = !o->fetch;
+    cfg.super_seed = !o->fetch && o->super_seed;
     cfg.initial_have = have_initial ? &resumed : NULL;
     cfg.allow = o->allow;
     cfg.n_allow = o->n_allow;

@@ -36,6 +36,7 @@ struct peer_run_opts {
     size_t n_trackers;
     bool no_tracker;
     bool verify;                    /* seed: hash the whole source first */
+    bool super_seed;                /* seed: show pieces a few at a time, never-sent first (session.h) */
     bool recheck;                   /* fetch: hash what is already on the target first (--resume) */
     const struct bitfield *initial_have; /* fetch: pieces known verified and durable (a state file); may be NULL */
     const struct cidr *allow;

@@ -137,10 +137,18 @@ int session_init(struct session *s, const struct session_config *cfg, struct ds_
         bitfield_free(&s->have);
         return ds_errf(e, "out of memory");
     }
+    if (cfg->super_seed && cfg->have_all) {
+        s->super_active = true;
+        s->sent_count = calloc(mi->num_pieces ? mi->num_pieces : 1, sizeof *s->sent_count);
+        if (!s->cfg.super_window) {
+            uint64_t w = (4u << 20) / mi->piece_length;
+            s->cfg.super_window = w < 2 ? 2 : (uint32_t)w;
+        }
+    }
     s->peers = calloc(s->cfg.max_peers, sizeof *s->peers);
     s->blockbuf = malloc(WIRE_MAX_BLOCK);
     s->cands = calloc(SESSION_MAX_CANDIDATES, sizeof *s->cands);
-    if (!s->peers || !s->blockbuf || !s->cands) {
+    if (!s->peers || !s->blockbuf || !s->cands || (s->super_active && !s->sent_count)) {
         session_free(s);
         return ds_errf(e, "out of memory");
     }
@@ -149,6 +157,7 @@ int session_init(struct session *s, const struct session_config *cfg, struct ds_
 
 static void peer_destroy(struct sess_peer *p)
 {
+    bitfield_free(&p->revealed);
     buf_free(&p->in);
     buf_free(&p->out);
     bitfield_free(&p->have);
@@ -170,6 +179,7 @@ void session_free(struct session *s)
     free(s->cands);
     free(s->complete_ids);
     free(s->banned_ids);
+    free(s->sent_count);
     memset(s, 0, sizeof *s);
 }
 
@@ -227,7 +237,9 @@ static void send_ext_handshake(struct session *s, struct sess_peer *p)
 static void send_have_state(struct session *s, struct sess_peer *p)
 {
     int rc;
-    if (p->fast && s->have.count == s->have.nbits)
+    if (s->super_active)
+        rc = p->fast ? wire_put_simple(&p->out, WM_HAVE_NONE) : 0; /* pieces are shown one by one */
+    else if (p->fast && s->have.count == s->have.nbits)
         rc = wire_put_simple(&p->out, WM_HAVE_ALL);
     else if (p->fast && s->have.count == 0)
         rc = wire_put_simple(&p->out, WM_HAVE_NONE);
@@ -247,10 +259,71 @@ static bool in_set(const uint32_t *set, uint32_t n, uint32_t v)
     return false;
 }
 
+/* ---------- super-seeding ---------- */
+
+/* Keep super_window pieces shown to p that it does not have yet: pieces nobody connected has first, then the
+ * least often shown, scanning from a rotating cursor so peers get different pieces. */
+static void reveal_more(struct session *s, struct sess_peer *p, uint64_t now)
+{
+    if (!s->super_active || p->state != PS_ACTIVE || !p->authed || !p->revealed.bits)
+        return;
+    uint32_t outstanding = 0, n = s->mi->num_pieces;
+    for (uint32_t i = 0; i < n; i++)
+        if (bitfield_get(&p->revealed, i) && !bitfield_get(&p->have, i))
+            outstanding++;
+    while (outstanding < s->cfg.super_window) {
+        uint32_t best = UINT32_MAX;
+        uint64_t best_key = UINT64_MAX;
+        for (uint32_t k = 0; k < n; k++) {
+            uint32_t i = (s->reveal_cursor + k) % n;
+            if (bitfield_get(&p->revealed, i) || bitfield_get(&p->have, i))
+                continue;
+            uint64_t key = ((uint64_t)s->picker.avail[i] << 32) | s->sent_count[i];
+            if (key < best_key) {
+                best_key = key;
+                best = i;
+                if (key == 0)
+                    break;
+            }
+        }
+        if (best == UINT32_MAX)
+            break;
+        s->reveal_cursor = (best + 1) % n;
+        bitfield_set(&p->revealed, best);
+        s->sent_count[best]++;
+        if (wire_put_index(&p->out, WM_HAVE, best))
+            oom(s);
+        mark_sent(p, now);
+        outstanding++;
+    }
+}
+
+/* Once the connected peers together hold every piece, show everyone everything: from here the swarm
+ * serves itself and the seed only fills gaps (late joiners, departed peers). */
+static void super_check_end(struct session *s, uint64_t now)
+{
+    if (!s->super_active)
+        return;
+    for (uint32_t i = 0; i < s->mi->num_pieces; i++)
+        if (s->picker.avail[i] == 0)
+            return;
+    s->super_active = false;
+    session_log(s, "super-seeding done: the peers together hold every piece");
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        struct sess_peer *q = s->peers[k];
+        if (!q || q->state != PS_ACTIVE || !q->revealed.bits)
+            continue;
+        for (uint32_t i = 0; i < s->mi->num_pieces; i++)
+            if (!bitfield_get(&q->revealed, i) && !bitfield_get(&q->have, i) && wire_put_index(&q->out, WM_HAVE, i))
+                oom(s);
+        mark_sent(q, now);
+    }
+}
+
 /* BEP 6: grant an IPv4 peer its allowed-fast set, so a choked peer can still start. */
 static void send_allowed_fast(struct session *s, struct sess_peer *p)
 {
-    if (!p->authed || !p->fast || p->addr.ss.ss_family != AF_INET || s->have.count == 0)
+    if (!p->authed || !p->fast || p->addr.ss.ss_family != AF_INET || s->have.count == 0 || s->super_active)
         return;
     const struct sockaddr_in *sin = (const void *)&p->addr.ss;
     uint8_t ip[4];
@@ -586,6 +659,10 @@ static void on_have(struct session *s, struct sess_peer *p, uint32_t i, uint64_t
         update_interest(s, p, now);
     }
     check_peer_complete(s, p);
+    if (s->super_active) {
+        super_check_end(s, now);
+        reveal_more(s, p, now);
+    }
 }
 
 static void on_full_state(struct session *s, struct sess_peer *p, uint64_t now)
@@ -597,6 +674,10 @@ static void on_full_state(struct session *s, struct sess_peer *p, uint64_t now)
             p->wanted++;
     update_interest(s, p, now);
     check_peer_complete(s, p);
+    if (s->super_active) {
+        super_check_end(s, now);
+        reveal_more(s, p, now);
+    }
 }
 
 static void on_request(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
@@ -607,7 +688,8 @@ static void on_request(struct session *s, struct sess_peer *p, const struct wire
         peer_close(p, "request outside the piece");
         return;
     }
-    bool allowed = p->authed && (!p->am_choking || in_set(p->fast_out, p->n_fast_out, m->index));
+    bool allowed = p->authed && (!p->am_choking || in_set(p->fast_out, p->n_fast_out, m->index)) &&
+                   (!s->super_active || bitfield_get(&p->revealed, m->index));
     if (!allowed || !bitfield_get(&s->have, m->index)) {
         if (p->fast) {
             if (wire_put_block_ref(&p->out, WM_REJECT, m->index, m->begin, m->length))
@@ -913,6 +995,7 @@ static void on_auth(struct session *s, struct sess_peer *p, const uint8_t *d, si
     if (p->ut_pex_id)
         send_pex(s, p, now);
     send_allowed_fast(s, p);
+    reveal_more(s, p, now);
     maybe_unchoke(s, p, now);
     fill_requests(s, p, now);
 }
@@ -1094,6 +1177,11 @@ static void on_handshake(struct session *s, struct sess_peer *p, const struct wi
     if (p->extended)
         send_ext_handshake(s, p);
     send_allowed_fast(s, p);
+    if (s->super_active) {
+        if (bitfield_init(&p->revealed, s->mi->num_pieces))
+            oom(s);
+        reveal_more(s, p, now);
+    }
     mark_sent(p, now);
 }
 
@@ -1277,6 +1365,7 @@ void session_tick(struct session *s, uint64_t now)
             send_pex(s, p, now);
         maybe_unchoke(s, p, now);
         fill_requests(s, p, now);
+        reveal_more(s, p, now);
     }
 }
 

@@ -35,6 +35,11 @@ struct session_config {
     uint16_t listen_port;           /* advertised in the extension handshake (0 = none) */
     bool have_all;                  /* seeding from a trusted source: all pieces present without hashing */
     const struct bitfield *initial_have; /* pieces already verified on the target (resume), may be NULL */
+    /* Super-seeding (for the original seed of a deployment): each peer is shown only a few pieces at a time,
+     * never-sent ones first, so the seed's uplink sends every piece about once and the machines trade the
+     * rest among themselves. Ends by itself once the connected peers together hold every piece. */
+    bool super_seed;
+    uint32_t super_window;          /* pieces shown to a peer and not yet had by it; 0 = about 4 MiB worth */
     uint32_t max_peers;             /* connections, default 64 */
     uint32_t upload_slots;          /* unchoked peers, default 64 (cooperative LAN: everyone interested) */
     uint32_t pipeline;              /* outstanding block requests per peer, default 128 */
@@ -101,6 +106,7 @@ struct sess_peer {
     uint32_t n_fast_in;
     uint32_t fast_out[SESSION_ALLOWED_FAST];
     uint32_t n_fast_out;
+    struct bitfield revealed;       /* super-seeding: pieces we have announced to it */
 };
 
 struct session_stats {
@@ -143,6 +149,9 @@ struct session {
     uint8_t *blockbuf;              /* scratch for read-back hashing */
     uint64_t nonce_ctr;
     struct hasher *hasher;          /* verification on another thread (set by the event loop), or NULL */
+    bool super_active;              /* super-seeding still in force */
+    uint32_t *sent_count;           /* super-seeding: times each piece was shown to a peer */
+    uint32_t reveal_cursor;
 };
 
 int session_init(struct session *s, const struct session_config *cfg, struct ds_err *e);

@@ -287,6 +287,7 @@ def main():
                     "--json", "--seed-time", str(int(timeout + 30))]
             if method != "diskswarm-tracker":
                 argv.append("--no-tracker")
+            argv += os.environ.get("CLUSTER_SEED_ARGS", "").split()
             srv = procs.start(ns[0], argv, os.path.join(logdir, "server.out"), os.path.join(logdir, "server.err"),
                               timeout=timeout + 60)
             if not wait_listen(ns[0], 6881, 15, srv):

@@ -414,6 +414,50 @@ TEST(seeder_to_fetcher)
     node_free(&F);
 }
 
+/* Super-seeding: every fetcher connected to the seed and to each other; the seed shows one piece at a time per
+ * peer, so with three fetchers it sends each piece about once and the fetchers trade the rest. */
+TEST(super_seed_sends_each_piece_about_once)
+{
+    struct node S, F[3];
+    CHECK(node_seeder(&S, 1, -1) == 0);
+    /* super-seeding is decided at init: re-init the seeder's session with it on */
+    struct session_config cfg = S.s.cfg;
+    session_free(&S.s);
+    cfg.super_seed = true;
+    cfg.super_window = 1;
+    CHECK(session_init(&S.s, &cfg, NULL) == 0);
+    CHECK(S.s.super_active);
+    for (int i = 0; i < 3; i++)
+        CHECK(node_fetcher(&F[i], 2 + i) == 0);
+    uint64_t now = 5000;
+    struct link l[6];
+    CHECK(link_open(&l[0], &F[0], 2, &S, 1, now) == 0);
+    CHECK(link_open(&l[1], &F[1], 3, &S, 1, now) == 0);
+    CHECK(link_open(&l[2], &F[2], 4, &S, 1, now) == 0);
+    CHECK(link_open(&l[3], &F[1], 3, &F[0], 2, now) == 0);
+    CHECK(link_open(&l[4], &F[2], 4, &F[0], 2, now) == 0);
+    CHECK(link_open(&l[5], &F[1], 3, &F[2], 4, now) == 0);
+    struct node *fe[] = {&F[0], &F[1], &F[2]};
+    struct nodes_ctx c = {fe, 3};
+    struct node *all[] = {&S, &F[0], &F[1], &F[2]};
+    CHECK(run(l, 6, all, 4, &now, all_complete, &c) >= 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK(session_complete(&F[i].s));
+        CHECK(node_data_ok(&F[i]));
+        CHECK_EQ_INT(F[i].s.hash_failures, 0);
+    }
+    CHECK(!S.s.super_active); /* ended once the fetchers together held every piece */
+    /* about one copy from the seed (plus at most one piece per fetcher of overlap at the end) */
+    CHECK(S.s.payload_up <= TOTAL + 3ull * PIECE_LEN);
+    for (int i = 0; i < 6; i++)
+        CHECK(!l[i].pa->closing && !l[i].pb->closing);
+    for (int i = 0; i < 6; i++)
+        link_close(&l[i]);
+    node_free(&S);
+    for (int i = 0; i < 3; i++)
+        node_free(&F[i]);
+}
+
 TEST(have_broadcast_reaches_third_session)
 {
     /* S — F1 — F2: F2 is not connected to the seeder; everything it gets, F1 must have announced with HAVE
@@ -616,6 +660,48 @@ static void send_piece(struct raw *r, uint32_t index, uint32_t begin, const uint
     buf_put(&b, data, len);
     raw_send(r, &b, now);
     buf_free(&b);
+}
+
+/* A super-seed rejects requests for pieces it has not shown to that peer. */
+TEST(super_seed_rejects_unshown_pieces)
+{
+    struct node S;
+    CHECK(node_seeder(&S, 1, -1) == 0);
+    struct session_config cfg = S.s.cfg;
+    session_free(&S.s);
+    cfg.super_seed = true;
+    cfg.super_window = 1;
+    CHECK(session_init(&S.s, &cfg, NULL) == 0);
+    uint64_t now = 1000;
+    struct raw q;
+    raw_open(&q, &S, false, 7, now);
+    raw_hello(&q, WM_HAVE_NONE, now);
+    CHECK_EQ_INT(q.count[WM_HAVE_NONE], 1);
+    CHECK_EQ_INT(q.count[WM_HAVE_ALL], 0);
+    CHECK_EQ_INT(q.count[WM_HAVE], 1); /* one piece shown */
+    uint32_t shown = UINT32_MAX;
+    for (uint32_t i = 0; i < NPIECES; i++)
+        if (bitfield_get(&q.p->revealed, i))
+            shown = i;
+    CHECK(shown < NPIECES);
+    struct buf b = {0};
+    wire_put_simple(&b, WM_INTERESTED);
+    raw_send(&q, &b, ++now);
+    raw_recv(&q, now);
+    uint32_t other = (shown + 1) % NPIECES;
+    wire_put_block_ref(&b, WM_REQUEST, other, 0, BLK);
+    raw_send(&q, &b, ++now);
+    raw_recv(&q, now);
+    CHECK_EQ_INT(q.piece_bytes, 0);
+    CHECK_EQ_INT(q.count[WM_REJECT], 1);
+    wire_put_block_ref(&b, WM_REQUEST, shown, 0, BLK);
+    raw_send(&q, &b, ++now);
+    raw_recv(&q, now);
+    CHECK_EQ_INT(q.piece_bytes, BLK);
+    CHECK(!q.p->closing);
+    buf_free(&b);
+    raw_close(&q);
+    node_free(&S);
 }
 
 TEST(unrequested_piece_is_not_written)
@@ -1386,6 +1472,8 @@ int main(void)
     RUN(seeder_to_fetcher);
     RUN(have_broadcast_reaches_third_session);
     RUN(mesh_of_four);
+    RUN(super_seed_sends_each_piece_about_once);
+    RUN(super_seed_rejects_unshown_pieces);
     RUN(unrequested_piece_is_not_written);
     RUN(late_merged_duplicate_never_overwrites_a_verified_piece);
     RUN(corrupt_sole_contributor_closed_then_honest_completes);
