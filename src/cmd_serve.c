@@ -76,7 +76,10 @@ static void usage(FILE *f)
           "  --allow CIDR           only talk to peers in this address range (repeatable)\n"
           "  --secret-file FILE     private swarm secret (deploy needs the same file)\n"
           "  --json                 JSON events on stdout\n"
-          "  --verbose              log peer connections\n",
+          "  --verbose              log peer connections\n"
+          "  --no-super-seed        show every machine every piece at once (by default each machine is\n"
+          "                         shown a few never-sent pieces at a time, so the server's uplink sends\n"
+          "                         each piece about once and the machines trade the rest)\n",
           f);
 }
 
@@ -188,12 +191,13 @@ static int split_listen(const char *listen, char *host, size_t hl, unsigned *por
 
 int cmd_serve(int argc, char **argv)
 {
-    enum { O_LISTEN = 256, O_PEERPORT, O_EXPECT, O_SEEDTIME, O_ALLOW, O_SECRET, O_JSON, O_VERBOSE, O_HELP };
+    enum { O_LISTEN = 256, O_PEERPORT, O_EXPECT, O_SEEDTIME, O_ALLOW, O_SECRET, O_JSON, O_VERBOSE, O_NOSUPER, O_HELP };
     static const struct option lo[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"peer-port", required_argument, 0, O_PEERPORT},
         {"expect", required_argument, 0, O_EXPECT},   {"seed-time", required_argument, 0, O_SEEDTIME},
         {"allow", required_argument, 0, O_ALLOW},     {"secret-file", required_argument, 0, O_SECRET},
         {"json", no_argument, 0, O_JSON},             {"verbose", no_argument, 0, O_VERBOSE},
+        {"no-super-seed", no_argument, 0, O_NOSUPER},
         {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0},
     };
     const char *listen = "0.0.0.0:6969", *secret = NULL;
@@ -201,7 +205,7 @@ int cmd_serve(int argc, char **argv)
     size_t n_allow = 0;
     int64_t seed_time = -1;
     uint64_t expect = 0, peer_port = 0, v;
-    bool json = false, verbose = false;
+    bool json = false, verbose = false, super_seed = true;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -238,6 +242,7 @@ int cmd_serve(int argc, char **argv)
         case O_SECRET: secret = optarg; break;
         case O_JSON: json = true; break;
         case O_VERBOSE: verbose = true; break;
+        case O_NOSUPER: super_seed = false; break;
         case O_HELP:
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
@@ -372,6 +377,7 @@ int cmd_serve(int argc, char **argv)
         ro->secret_file = secret;
         ro->quiet = true;
         ro->verbose = verbose;
+        ro->super_seed = super_seed;
         ro->seed_time = -1;
         ro->no_signals = true;
         ro->stop = &sv.stop;
