@@ -28,6 +28,7 @@
 
 #include "buf.h"
 #include "cli.h"
+#include "file_util.h"
 #include "disk_layout.h"
 #include "extent_map.h"
 #include "image_file.h"
@@ -509,52 +510,12 @@ static int hash_pieces(const struct cap_opts *o, const char *label, const char *
 
 static int write_atomic(const char *out, const uint8_t *data, size_t len)
 {
-    size_t n = strlen(out);
-    char *tmp = malloc(n + 16);
-    if (!tmp) {
-        cli_error("out of memory");
+    struct ds_err e;
+    if (write_file_atomic(out, data, len, &e)) {
+        cli_error("%s", e.msg);
         return -1;
     }
-    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", out);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        cli_error("cannot create '%s': %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            cli_error("cannot write '%s': %s", tmp, strerror(errno));
-            goto fail;
-        }
-        done += (size_t)w;
-    }
-    if (fchmod(fd, 0644) || fsync(fd)) {
-        cli_error("cannot finish '%s': %s", tmp, strerror(errno));
-        goto fail;
-    }
-    if (close(fd)) {
-        fd = -1;
-        cli_error("cannot close '%s': %s", tmp, strerror(errno));
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, out)) {
-        cli_error("cannot rename '%s' to '%s': %s", tmp, out, strerror(errno));
-        goto fail;
-    }
-    free(tmp);
     return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    free(tmp);
-    return -1;
 }
 
 struct cap_state {

@@ -23,6 +23,7 @@
 
 #include "buf.h"
 #include "cli.h"
+#include "file_util.h"
 #include "extent_map.h"
 #include "image_file.h"
 #include "manifest.h"
@@ -82,29 +83,9 @@ static uint64_t now_ms(void)
 
 static int write_atomic(const char *out, const uint8_t *data, size_t len)
 {
-    char tmp[4400];
-    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", out);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        cli_error("cannot create '%s': %s", tmp, strerror(errno));
-        return -1;
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            cli_error("cannot write '%s': %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        done += (size_t)w;
-    }
-    if (fchmod(fd, 0644) || fsync(fd) || close(fd) || rename(tmp, out)) {
-        cli_error("cannot write '%s': %s", out, strerror(errno));
-        unlink(tmp);
+    struct ds_err e;
+    if (write_file_atomic(out, data, len, &e)) {
+        cli_error("%s", e.msg);
         return -1;
     }
     return 0;

@@ -4,6 +4,8 @@
  * writer never emits fractions), followed by typed extraction of the known keys. */
 #include "manifest.h"
 
+#include "file_util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -153,47 +155,11 @@ int manifest_write(const char *dir, const struct manifest *m, struct ds_err *e)
     char *json = manifest_to_json(m, e);
     if (!json)
         return -1;
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, MANIFEST_FILE);
-    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        free(json);
-        return ds_errno(e, "cannot create '%s'", tmp);
-    }
-    size_t len = strlen(json), done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, json + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            ds_errno(e, "cannot write '%s'", tmp);
-            goto fail;
-        }
-        done += (size_t)w;
-    }
-    if (fchmod(fd, 0644) || fsync(fd)) {
-        ds_errno(e, "cannot finish '%s'", tmp);
-        goto fail;
-    }
-    if (close(fd)) {
-        fd = -1;
-        ds_errno(e, "cannot close '%s'", tmp);
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path)) {
-        ds_errno(e, "cannot rename '%s' to '%s'", tmp, path);
-        goto fail;
-    }
+    int rc = write_file_atomic(path, json, strlen(json), e);
     free(json);
-    return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    free(json);
-    return -1;
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------------------
