@@ -1,6 +1,9 @@
 /* scan.c — the scanner result container and the probe-in-order dispatcher. */
 #include "scan.h"
 
+#include <errno.h>
+#include <unistd.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,4 +107,27 @@ int scan_any(const struct scan_src *src, bool skip_zero, struct scan_result *out
     if (fell_back)
         *fell_back = true;
     return scan_raw(src, skip_zero, 0, out, e);
+}
+
+int scan_read(const struct scan_src *s, const char *fs, uint64_t off, void *buf, size_t len, struct ds_err *e)
+{
+    if (off > s->size || len > s->size - off)
+        return ds_errf(e, "%s: %s: read of %zu bytes at offset %llu is past the end of the source (%llu bytes)",
+                       s->path, fs, len, (unsigned long long)off, (unsigned long long)s->size);
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t n = pread(s->fd, p, len, (off_t)(s->base + off));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return ds_errno(e, "%s: read at offset %llu", s->path, (unsigned long long)(s->base + off));
+        }
+        if (n == 0)
+            return ds_errf(e, "%s: unexpected end of file at offset %llu", s->path,
+                           (unsigned long long)(s->base + off));
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
 }

@@ -57,6 +57,10 @@ int scan_result_add(struct scan_result *r, uint64_t off, uint64_t len);
 int scan_result_finish(struct scan_result *r, struct ds_err *e);
 void scan_result_free(struct scan_result *r);
 
+/* Read exactly len bytes at off (relative to the filesystem start) or fail with a message naming fs; the range
+ * must lie inside the source. Short reads are continued, EINTR retried. */
+int scan_read(const struct scan_src *s, const char *fs, uint64_t off, void *buf, size_t len, struct ds_err *e);
+
 /* Probe the known filesystems in order (ext, xfs, ntfs, fat) and scan with the first that matches; if none
  * does, scan raw and set *fell_back (the caller says so clearly). skip_zero applies to the raw fallback. */
 int scan_any(const struct scan_src *src, bool skip_zero, struct scan_result *out, bool *fell_back,

@@ -65,25 +65,7 @@ static unsigned log2u(uint64_t v)
 
 static int rd(const struct scan_src *s, uint64_t off, void *buf, size_t len, struct ds_err *e)
 {
-    if (off > s->size || len > s->size - off)
-        return ds_errf(e, "%s: XFS: read of %zu bytes at offset %llu is past the end of the source (%llu bytes)",
-                       s->path, len, (unsigned long long)off, (unsigned long long)s->size);
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pread(s->fd, p, len, (off_t)(s->base + off));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return ds_errno(e, "%s: read at offset %llu", s->path, (unsigned long long)(s->base + off));
-        }
-        if (n == 0)
-            return ds_errf(e, "%s: unexpected end of file at offset %llu", s->path,
-                           (unsigned long long)(s->base + off));
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return scan_read(s, "XFS", off, buf, len, e);
 }
 
 /* 1 = XFS superblock with sane geometry (g filled), 0 = not (reason in e). */
