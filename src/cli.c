@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "file_util.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -69,4 +71,14 @@ void cli_format_bytes(uint64_t n, char *out, unsigned long outlen)
         snprintf(out, outlen, "%llu B", (unsigned long long)n);
     else
         snprintf(out, outlen, "%.1f %s", v, unit[u]);
+}
+
+int cli_write_file(const char *path, const void *data, unsigned long len)
+{
+    struct ds_err e;
+    if (write_file_atomic(path, data, len, &e)) {
+        cli_error("%s", e.msg);
+        return -1;
+    }
+    return 0;
 }

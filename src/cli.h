@@ -25,6 +25,8 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_parse_size(const char *s, uint64_t *out);
 /* Parse a non-negative integer (decimal) no larger than max. */
 int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);
+/* Write a file atomically (file_util.h); on failure print why and return -1. */
+int cli_write_file(const char *path, const void *data, unsigned long len);
 /* Format bytes human-readably ("1.5 GiB") into out. */
 void cli_format_bytes(uint64_t n, char *out, unsigned long outlen);
 

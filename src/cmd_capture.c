@@ -28,7 +28,6 @@
 
 #include "buf.h"
 #include "cli.h"
-#include "file_util.h"
 #include "disk_layout.h"
 #include "extent_map.h"
 #include "image_file.h"
@@ -508,15 +507,6 @@ static int hash_pieces(const struct cap_opts *o, const char *label, const char *
 /* ---------------------------------------------------------------------------------------------------------
  * torrent writing */
 
-static int write_atomic(const char *out, const uint8_t *data, size_t len)
-{
-    struct ds_err e;
-    if (write_file_atomic(out, data, len, &e)) {
-        cli_error("%s", e.msg);
-        return -1;
-    }
-    return 0;
-}
 
 struct cap_state {
     struct cap_opts *o;
@@ -687,7 +677,7 @@ static int make_torrent(struct cap_state *cs, const char *name, const char *role
         }
         cs->st.image_bytes += img_bytes;
     }
-    if (write_atomic(path, tor.data, tor.len))
+    if (cli_write_file(path, tor.data, tor.len))
         goto out;
     struct manifest_torrent *nt = realloc(cs->m.torrents, (cs->m.n_torrents + 1) * sizeof *nt);
     if (!nt) {

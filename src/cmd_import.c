@@ -23,7 +23,6 @@
 
 #include "buf.h"
 #include "cli.h"
-#include "file_util.h"
 #include "extent_map.h"
 #include "image_file.h"
 #include "manifest.h"
@@ -81,15 +80,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int write_atomic(const char *out, const uint8_t *data, size_t len)
-{
-    struct ds_err e;
-    if (write_file_atomic(out, data, len, &e)) {
-        cli_error("%s", e.msg);
-        return -1;
-    }
-    return 0;
-}
 
 static int copy_file(const char *from, const char *to)
 {
@@ -121,7 +111,7 @@ static int copy_file(const char *from, const char *to)
         }
         b.len += (size_t)r;
     }
-    int rc = write_atomic(to, b.data, b.len);
+    int rc = cli_write_file(to, b.data, b.len);
     buf_free(&b);
     return rc;
 }
@@ -283,7 +273,7 @@ static int import_one(struct imp_opts *o, const char *const *paths, size_t n_pat
         }
         o->image_bytes += img_bytes;
     }
-    if (write_atomic(tor_path, tor.data, tor.len))
+    if (cli_write_file(tor_path, tor.data, tor.len))
         goto out;
     struct manifest_torrent *t;
     if (add_torrent(m, &t))

@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "file_util.h"
 #include "extent_map.h"
 #include "metainfo.h"
 
@@ -277,15 +276,6 @@ out:
     return rc;
 }
 
-static int write_atomic(const char *out, const uint8_t *data, size_t len)
-{
-    struct ds_err e;
-    if (write_file_atomic(out, data, len, &e)) {
-        cli_error("%s", e.msg);
-        return -1;
-    }
-    return 0;
-}
 
 int cmd_make_torrent(int argc, char **argv)
 {
@@ -442,7 +432,7 @@ int cmd_make_torrent(int argc, char **argv)
         cli_error("internal error: generated torrent does not parse: %s", e.msg);
         goto out;
     }
-    if (write_atomic(out_path, tor.data, tor.len))
+    if (cli_write_file(out_path, tor.data, tor.len))
         goto out;
 
     char hex[2 * SHA1_LEN + 1], hsize[32], hpiece[32];
