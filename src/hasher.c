@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #define JOBS 4096           /* ring capacity: 4096 jobs of up to 128 KiB = 512 MiB of work in flight at most */
-#define RESULTS 4096
 #define CHUNK (256u * 1024u)
 
 struct job {
@@ -33,9 +32,12 @@ struct hasher {
     pthread_cond_t more, room;
     struct job jobs[JOBS];
     size_t jh, jn;                 /* head, count */
-    struct result res[RESULTS];
-    size_t rh, rn;
+    /* Results never block the thread (a full result queue while the loop waits for job room would
+     * deadlock); they are bounded anyway: one verdict per partial piece, and partials are capped. */
+    struct result *res;
+    size_t rh, rn, rcap;
     bool stop;
+    bool oom;                      /* a verdict could not be recorded: the run must stop */
     int efd;
     uint8_t *buf;
 };
@@ -43,12 +45,27 @@ struct hasher {
 static void post(struct hasher *h, const struct result *r)
 {
     pthread_mutex_lock(&h->mu);
-    while (h->rn == RESULTS && !h->stop)
-        pthread_cond_wait(&h->room, &h->mu);
-    if (!h->stop) {
-        h->res[(h->rh + h->rn) % RESULTS] = *r;
-        h->rn++;
+    if (h->rn == h->rcap) {
+        size_t ncap = h->rcap ? h->rcap * 2 : 64;
+        struct result *nv = malloc(ncap * sizeof *nv);
+        if (!nv) {
+            /* the verdict cannot be recorded: hasher_take reports it so the run stops with an error */
+            h->oom = true;
+            pthread_mutex_unlock(&h->mu);
+            uint64_t one = 1;
+            ssize_t w = write(h->efd, &one, sizeof one);
+            (void)w;
+            return;
+        }
+        for (size_t i = 0; i < h->rn; i++)
+            nv[i] = h->res[(h->rh + i) % h->rcap];
+        free(h->res);
+        h->res = nv;
+        h->rh = 0;
+        h->rcap = ncap;
     }
+    h->res[(h->rh + h->rn) % h->rcap] = *r;
+    h->rn++;
     pthread_mutex_unlock(&h->mu);
     uint64_t one = 1;
     ssize_t w = write(h->efd, &one, sizeof one);
@@ -165,13 +182,19 @@ int hasher_take(struct hasher *h, uint32_t *piece, bool *ok, bool *io_error, str
     (void)r;
     pthread_mutex_lock(&h->mu);
     if (h->rn == 0) {
+        bool oom = h->oom;
         pthread_mutex_unlock(&h->mu);
-        return 0;
+        if (!oom)
+            return 0;
+        *piece = 0;
+        *ok = false;
+        *io_error = true;
+        ds_errf(e, "out of memory in the hashing thread");
+        return 1;
     }
     struct result res = h->res[h->rh];
-    h->rh = (h->rh + 1) % RESULTS;
+    h->rh = (h->rh + 1) % h->rcap;
     h->rn--;
-    pthread_cond_broadcast(&h->room);
     bool more = h->rn > 0;
     pthread_mutex_unlock(&h->mu);
     if (more) {
@@ -201,6 +224,7 @@ void hasher_stop(struct hasher *h)
     pthread_cond_destroy(&h->more);
     pthread_cond_destroy(&h->room);
     close(h->efd);
+    free(h->res);
     free(h->buf);
     free(h);
 }
