@@ -21,7 +21,11 @@ int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf
 uint8_t *buf_tail(struct buf *b, size_t n);           /* reserve n bytes, advance len, return pointer to them (NULL on OOM) */
 
 static inline size_t buf_unread(const struct buf *b) { return b->len - b->off; }
-static inline const uint8_t *buf_head(const struct buf *b) { return b->data + b->off; }
+static inline const uint8_t *buf_head(const struct buf *b)
+{
+    static const uint8_t empty[1];
+    return b->data ? b->data + b->off : empty; /* never arithmetic on NULL for a never-used buffer */
+}
 void buf_consume(struct buf *b, size_t n);            /* advance off; compacts when everything is read */
 void buf_compact(struct buf *b);                      /* move unread bytes to the front */
 void buf_clear(struct buf *b);
