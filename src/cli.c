@@ -82,3 +82,12 @@ int cli_write_file(const char *path, const void *data, unsigned long len)
     }
     return 0;
 }
+
+int cli_parse_piece_size(const char *s, uint64_t *out)
+{
+    uint64_t v;
+    if (cli_parse_size(s, &v) || v < ((uint64_t)16 << 10) || v > ((uint64_t)1 << 30) || (v & (v - 1)))
+        return -1;
+    *out = v;
+    return 0;
+}

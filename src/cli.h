@@ -23,6 +23,8 @@ int cmd_deploy(int argc, char **argv);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parse a byte size: decimal or 0x hex, optional K/M/G (binary) suffix. 0 on success. */
 int cli_parse_size(const char *s, uint64_t *out);
+/* Parse a --piece-size value: a size (as cli_parse_size) that is a power of two from 16 KiB to 1 GiB. */
+int cli_parse_piece_size(const char *s, uint64_t *out);
 /* Parse a non-negative integer (decimal) no larger than max. */
 int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);
 /* Write a file atomically (file_util.h); on failure print why and return -1. */

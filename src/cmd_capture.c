@@ -38,8 +38,6 @@
 #include "target_check.h"
 
 #define CAP_DEFAULT_PIECE ((uint64_t)1 << 20) /* 1 MiB: measured best for LAN swarms (bench/cluster.sh) */
-#define CAP_MIN_PIECE ((uint64_t)16 << 10)
-#define CAP_MAX_PIECE ((uint64_t)1 << 30)
 #define CAP_CHUNK ((size_t)1 << 20)
 #define CAP_MAX_TRACKERS 64
 #define CAP_MAX_THREADS 64
@@ -1072,8 +1070,7 @@ int cmd_capture(int argc, char **argv)
         case OPT_PERPART: o.per_partition = true; break;
         case OPT_NAME: o.name = optarg; break;
         case OPT_PIECE:
-            if (cli_parse_size(optarg, &o.piece) || o.piece < CAP_MIN_PIECE || o.piece > CAP_MAX_PIECE ||
-                (o.piece & (o.piece - 1))) {
+            if (cli_parse_piece_size(optarg, &o.piece)) {
                 cli_error("capture: --piece-size must be a power of two from 16K to 1G, not '%s'", optarg);
                 return EXIT_USAGE;
             }

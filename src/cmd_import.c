@@ -651,8 +651,7 @@ int cmd_import(int argc, char **argv)
         case 'o': o.outdir = optarg; break;
         case OPT_NAME: o.name = optarg; break;
         case OPT_PIECE:
-            if (cli_parse_size(optarg, &o.piece) || o.piece < (16u << 10) || o.piece > ((uint64_t)1 << 30) ||
-                (o.piece & (o.piece - 1))) {
+            if (cli_parse_piece_size(optarg, &o.piece)) {
                 cli_error("import: --piece-size must be a power of two from 16K to 1G, not '%s'", optarg);
                 return EXIT_USAGE;
             }

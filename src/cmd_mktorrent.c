@@ -21,8 +21,6 @@
 #include "metainfo.h"
 
 #define MK_DEFAULT_PIECE ((uint64_t)1 << 20) /* 1 MiB: measured best for LAN swarms (bench/cluster.sh) */
-#define MK_MIN_PIECE ((uint64_t)16 << 10)
-#define MK_MAX_PIECE ((uint64_t)1 << 30)
 #define MK_IO_BUF ((size_t)1 << 20)
 #define MK_MAX_TRACKERS 64
 
@@ -306,8 +304,7 @@ int cmd_make_torrent(int argc, char **argv)
         case 'o': out_path = optarg; break;
         case OPT_NAME: name = optarg; break;
         case OPT_PIECE:
-            if (cli_parse_size(optarg, &piece) || piece < MK_MIN_PIECE || piece > MK_MAX_PIECE ||
-                (piece & (piece - 1))) {
+            if (cli_parse_piece_size(optarg, &piece)) {
                 cli_error("make-torrent: --piece-size must be a power of two from 16K to 1G, not '%s'", optarg);
                 return EXIT_USAGE;
             }
