@@ -253,11 +253,12 @@ static void on_accept(struct net *n, uint64_t now)
         if (fd < 0)
             return;
         tune_socket(fd);
-        struct sess_peer *p = session_peer_new(n->s, &a, false, -1, now);
+        const char *refused = session_refuse_reason(n->s, &a);
+        struct sess_peer *p = refused ? NULL : session_peer_new(n->s, &a, false, -1, now);
         char as[80];
         peer_addr_format(&a, as, sizeof as);
-        session_log(n->s, "incoming connection from %s%s", as,
-                    p ? "" : session_addr_allowed(n->s, &a) ? " refused: too many peers" : " refused: not allowed");
+        session_log(n->s, "incoming connection from %s%s%s", as, p ? "" : " refused: ",
+                    p ? "" : refused ? refused : "out of memory");
         if (!p) {
             close(fd);
             continue;

@@ -70,6 +70,37 @@ static bool addr_eq(const struct peer_addr *a, const struct peer_addr *b)
     return false;
 }
 
+/* Same host, whatever the port. */
+static bool addr_same_host(const struct peer_addr *a, const struct peer_addr *b)
+{
+    if (a->ss.ss_family != b->ss.ss_family)
+        return false;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return !memcmp(&x->sin6_addr, &y->sin6_addr, 16);
+    }
+    return false;
+}
+
+/* Incoming connections from one host that have not finished the handshake yet. An honest peer finishes it
+ * within milliseconds, so a host holding several open is stalling on purpose (slowloris): it may not take
+ * the slots every other machine of the swarm needs. Machines behind one address (NAT, or several processes
+ * on one test host) still connect without limit once they handshake. */
+static uint32_t half_open_from(const struct session *s, const struct peer_addr *a)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        const struct sess_peer *p = s->peers[i];
+        if (p && !p->outgoing && !p->closing && p->state == PS_HANDSHAKE && addr_same_host(&p->addr, a))
+            n++;
+    }
+    return n;
+}
+
 static void oom(struct session *s)
 {
     if (!s->fatal) {
@@ -1262,10 +1293,21 @@ void session_peer_fill(struct session *s, struct sess_peer *p, uint64_t now)
     }
 }
 
+const char *session_refuse_reason(const struct session *s, const struct peer_addr *addr)
+{
+    if (!session_addr_allowed(s, addr))
+        return "not allowed";
+    if (half_open_from(s, addr) >= SESSION_MAX_HALF_OPEN_PER_HOST)
+        return "too many unfinished handshakes from this host";
+    if (s->n_peers >= s->cfg.max_peers)
+        return "too many peers";
+    return NULL;
+}
+
 struct sess_peer *session_peer_new(struct session *s, const struct peer_addr *addr, bool outgoing, int cand,
                                    uint64_t now)
 {
-    if (!session_addr_allowed(s, addr))
+    if (outgoing ? !session_addr_allowed(s, addr) : session_refuse_reason(s, addr) != NULL)
         return NULL;
     uint32_t slot = 0;
     while (slot < s->n_slots && s->peers[slot])

@@ -26,6 +26,8 @@
 
 #define SESSION_MAX_PEER_REQS 512    /* requests a peer may queue at us; more is a flood: drop it */
 #define SESSION_MAX_CANDIDATES 2048
+/* incoming connections one host may hold before finishing the handshake (see half_open_from) */
+#define SESSION_MAX_HALF_OPEN_PER_HOST 4
 #define SESSION_ALLOWED_FAST 10      /* BEP 6 allowed-fast set size we grant and accept */
 
 struct session_config {
@@ -157,7 +159,11 @@ struct session {
 int session_init(struct session *s, const struct session_config *cfg, struct ds_err *e);
 void session_free(struct session *s);
 
-/* A new TCP connection (outgoing: we dialled addr; cand = candidate index or -1). NULL when full. */
+/* Why an incoming connection from addr would be refused now (outside --allow, too many unfinished
+ * handshakes from that host, no free slot), or NULL when it would be taken. */
+const char *session_refuse_reason(const struct session *s, const struct peer_addr *addr);
+/* A new TCP connection (outgoing: we dialled addr; cand = candidate index or -1). NULL when refused
+ * (session_refuse_reason for incoming ones) or out of memory. */
 struct sess_peer *session_peer_new(struct session *s, const struct peer_addr *addr, bool outgoing, int cand,
                                    uint64_t now);
 /* Bytes were appended to p->in: process every complete message. */

@@ -103,9 +103,13 @@ def new_peer_id(tag):
     return (b"-XX0001-" + tag.encode() + os.urandom(12))[:20]
 
 
+SOURCE = None  # --source: local address to connect from (one attacking host distinct from honest peers)
+
+
 def connect(addr, timeout=10):
     host, port = addr.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=timeout)
+    s = socket.create_connection((host, int(port)), timeout=timeout,
+                                 source_address=(SOURCE, 0) if SOURCE else None)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -395,7 +399,10 @@ def main():
     ap.add_argument("--flood-time", type=float, default=5, help="flood: seconds of flooding")
     ap.add_argument("--conns", type=int, default=8, help="slowloris: connections")
     ap.add_argument("--silent", action="store_true", help="slowloris: send nothing at all")
+    ap.add_argument("--source", help="connect from this local address (e.g. 127.0.0.66)")
     a = ap.parse_args()
+    global SOURCE
+    SOURCE = a.source
     try:
         tor = Torrent(a.torrent)
     except Exception as e:  # noqa: BLE001

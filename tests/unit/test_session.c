@@ -934,6 +934,40 @@ TEST(allow_list_refuses_outsiders)
     node_free(&F);
 }
 
+/* One host may hold only a few unfinished incoming handshakes (slowloris); others still get in, and the
+ * host gets in again once its connections finish their handshake or close. */
+TEST(half_open_connections_limited_per_host)
+{
+    struct node F;
+    CHECK(node_fetcher(&F, 2) == 0);
+    struct sess_peer *held[SESSION_MAX_HALF_OPEN_PER_HOST];
+    struct peer_addr a = fake_addr(9);
+    for (int i = 0; i < SESSION_MAX_HALF_OPEN_PER_HOST; i++) {
+        ((struct sockaddr_in *)&a.ss)->sin_port = htons((uint16_t)(40000 + i));
+        held[i] = session_peer_new(&F.s, &a, false, -1, 1000);
+        CHECK(held[i] != NULL);
+    }
+    ((struct sockaddr_in *)&a.ss)->sin_port = htons(40100);
+    CHECK(session_refuse_reason(&F.s, &a) != NULL && strstr(session_refuse_reason(&F.s, &a), "handshake"));
+    CHECK(session_peer_new(&F.s, &a, false, -1, 1000) == NULL);
+    struct peer_addr other = fake_addr(10);
+    CHECK(session_refuse_reason(&F.s, &other) == NULL);
+    /* dialling out to that host is not an incoming half-open connection */
+    struct sess_peer *out = session_peer_new(&F.s, &a, true, -1, 1000);
+    CHECK(out != NULL);
+    if (held[0]) {
+        session_peer_free(&F.s, held[0]);
+        held[0] = NULL;
+    }
+    CHECK(session_refuse_reason(&F.s, &a) == NULL);
+    for (int i = 0; i < SESSION_MAX_HALF_OPEN_PER_HOST; i++)
+        if (held[i])
+            session_peer_free(&F.s, held[i]);
+    if (out)
+        session_peer_free(&F.s, out);
+    node_free(&F);
+}
+
 /* Handshake, HAVE_ALL and an extension handshake offering 128 KiB requests, then UNCHOKE. */
 static void raw_ds_seeder(struct raw *r, const uint8_t id[20], uint64_t now)
 {
@@ -1487,6 +1521,7 @@ int main(void)
     RUN(allowed_fast_both_directions);
     RUN(swarm_secret);
     RUN(allow_list_refuses_outsiders);
+    RUN(half_open_connections_limited_per_host);
     RUN(self_dial_through_the_pipe_bans_the_candidate);
     RUN(original_seeder_not_counted_as_deployed_machine);
     fixture_free();
