@@ -32,7 +32,7 @@ set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
 DS_ROOT=$(cd "$BENCH/.." && pwd)
 export DS_ROOT
-DISKSWARM=${DISKSWARM:-/tmp/b-h12/diskswarm}
+DISKSWARM=${DISKSWARM:-$DS_ROOT/build/diskswarm}
 export DISKSWARM
 PY=/usr/bin/python3
 
