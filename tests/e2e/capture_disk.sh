@@ -9,76 +9,20 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/capture.sh"
+. "$(dirname "$0")/../lib/gpt_disk.sh"
 ds_init
 
 [ -x "$DISKSWARM" ] || { echo "no binary at $DISKSWARM (build first)"; exit 1; }
 DISK=$DS_TMP/disk.img
 DISK_MB=256
 
-# part_geom IMG N → "START_BYTES SIZE_BYTES"
-part_geom() {
-    sfdisk -J "$1" | "$DS_PY" -c 'import json,sys
-p = json.load(sys.stdin)["partitiontable"]
-ss = p.get("sectorsize", 512)
-q = [x for x in p["partitions"] if x["node"].endswith(str(sys.argv[1]))][0]
-print(q["start"] * ss, q["size"] * ss)' "$2"
-}
-
-fat_manifest() { # IMG OFFSET → sha256 of each file
-    local img=$1 off=$2 d
-    d=$(mktemp -d "$DS_TMP/fat.XXXXXX")
-    mcopy -s -n -i "$img@@$off" '::/*' "$d/" >/dev/null
-    (cd "$d" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-    rm -rf "$d"
-}
-
-sfdisk_dump() { sfdisk -d "$1" | sed -e "s|$1|DISK|g"; }
-
 make_gpt_disk() {
     need_root
     command -v mcopy >/dev/null || skip "mtools missing"
-    rm -f "$DISK"
-    truncate -s "${DISK_MB}M" "$DISK"
-    printf 'label: gpt\nsize=64M, type=U, name=EFI\ntype=L, name=root\n' | sfdisk -q "$DISK"
-    # a boot loader lives in the gap before the first partition: make it non-zero
-    head -c 65536 /dev/urandom | dd of="$DISK" bs=512 seek=100 conv=notrunc status=none
-    read -r s1 z1 < <(part_geom "$DISK" 1)
-    read -r s2 z2 < <(part_geom "$DISK" 2)
-    mkfs.vfat -F 32 -n EFI --offset $((s1 / 512)) "$DISK" $((z1 / 1024)) >/dev/null 2>&1
-    mkdir -p "$DS_TMP/efi/EFI/BOOT"
-    head -c 300000 /dev/urandom >"$DS_TMP/efi/EFI/BOOT/BOOTX64.EFI"
-    echo "timeout 3" >"$DS_TMP/efi/loader.conf"
-    mcopy -s -i "$DISK@@$s1" "$DS_TMP/efi/EFI" "$DS_TMP/efi/loader.conf" ::/
-    fat_manifest "$DISK" "$s1" >"$DISK.fat.manifest"
-    local loop mnt=$DS_TMP/mnt-root
-    loop=$(ds_losetup "$DISK" -o "$s2" --sizelimit "$z2")
-    mkfs.ext4 -q -F -L root "$loop"
-    ds_mount "$loop" "$mnt"
-    ds_populate "$mnt" 40
-    sync -f "$mnt" 2>/dev/null || sync
-    ds_manifest "$mnt" >"$DISK.ext4.manifest"
-    ds_umount "$mnt"
-    ds_loop_detach "$loop"
-    fsck.vfat -n "$DISK@@$s1" >/dev/null 2>&1 || true
+    gpt_make_disk "$DISK" "$DISK_MB" 64 ds_populate 40 || fail "making the GPT sample disk"
 }
 
-# check_disk_target TARGET: partition table, both filesystems and all files as on $DISK
-check_disk_target() {
-    local t=$1 s1 z1 s2 z2 part
-    [ "$(sfdisk_dump "$t")" = "$(sfdisk_dump "$DISK")" ] || { diff <(sfdisk_dump "$DISK") <(sfdisk_dump "$t") >&2; fail "sfdisk -d differs"; }
-    sfdisk --verify "$t" >/dev/null 2>&1 || fail "sfdisk --verify on $t"
-    cmp -n $((1048576)) "$DISK" "$t" || fail "boot gap differs"
-    read -r s1 z1 < <(part_geom "$DISK" 1)
-    read -r s2 z2 < <(part_geom "$DISK" 2)
-    part=$DS_TMP/p1.img
-    dd if="$t" of="$part" bs=1M iflag=skip_bytes,count_bytes skip="$s1" count="$z1" status=none
-    fsck.vfat -n "$part" >/dev/null || fail "fsck.vfat -n reports problems on $t"
-    [ "$(fat_manifest "$t" "$s1")" = "$(cat "$DISK.fat.manifest")" ] || fail "FAT files differ on $t"
-    part=$DS_TMP/p2.img
-    dd if="$t" of="$part" bs=1M iflag=skip_bytes,count_bytes skip="$s2" count="$z2" status=none
-    check_ext4_target "$part" "$DISK.ext4.manifest" || fail "ext4 partition of $t"
-    rm -f "$DS_TMP/p1.img" "$DS_TMP/p2.img"
-}
+check_disk_target() { gpt_check_target "$DISK" "$1" || fail "$1 is not a copy of the source disk"; }
 
 case_gpt_whole_disk() {
     cap_case_init
@@ -108,7 +52,7 @@ print("manifest ok: partition 1 scanned as %s (%s), partition 2 as %s" % (ps[0][
 PY
     # the ext4 partition's part of the torrent equals partclone's set for that partition, shifted
     local s2 z2 loop
-    read -r s2 z2 < <(part_geom "$DISK" 2)
+    read -r s2 z2 < <(gpt_part_geom "$DISK" 2)
     loop=$(ds_losetup "$DISK" -r -o "$s2" --sizelimit "$z2")
     cap_partclone_extents ext4 "$loop" "$DS_TMP/pc-p2" |
         awk -v s="$s2" '{printf "%.0f %s\n", $1 + s, $2}' >"$DS_TMP/pc-p2.txt"
@@ -144,7 +88,7 @@ for n in ("sda1", "sda2"):
     assert all(len(x) == 32 for x in names), names[:3]
     assert int(names[0], 16) == 0, "first extent of %s is not at partition offset 0" % n
 PY
-    read -r s2 z2 < <(part_geom "$DISK" 2)
+    read -r s2 z2 < <(gpt_part_geom "$DISK" 2)
     loop=$(ds_losetup "$DISK" -r -o "$s2" --sizelimit "$z2")
     "$DISKSWARM" verify "$out/sda2.torrent" "$loop" >/dev/null || fail "sda2.torrent does not verify on the partition"
     cap_partclone_extents ext4 "$loop" "$DS_TMP/pc-pp" >"$DS_TMP/pc-pp.txt"
@@ -159,11 +103,11 @@ case_mbr_logical() {
     local d=$DS_TMP/mbr.img out=$DS_TMP/out-mbr s z loop
     truncate -s 128M "$d"
     printf 'label: dos\n,32M,83\n,,5\n,40M,83\n,,83\n' | sfdisk -q "$d"
-    read -r s z < <(part_geom "$d" 5)
+    read -r s z < <(gpt_part_geom "$d" 5)
     loop=$(ds_losetup "$d" -o "$s" --sizelimit "$z")
     mkfs.ext4 -q -F "$loop"
     ds_loop_detach "$loop"
-    read -r s z < <(part_geom "$d" 6)
+    read -r s z < <(gpt_part_geom "$d" 6)
     head -c 2M /dev/urandom | dd of="$d" bs=1M seek=$((s / 1048576)) conv=notrunc status=none
     "$DISKSWARM" capture "$d" -o "$out" --skip-zero --piece-size 256K >/dev/null 2>"$out.err" ||
         { cat "$out.err" >&2; fail "capture"; }
@@ -173,9 +117,9 @@ assert m["label"] == "dos", m["label"]
 assert [a["what"] for a in m["areas"]].count("ebr") == 2, m["areas"]
 assert [p["number"] for p in m["partitions"]] == [1, 5, 6], m["partitions"]' "$out/manifest.json"
     cap_seed_fetch "$out/mbr.img.torrent" "$d" 1 $((128 << 20)) "$DS_TMP/mbr-t-" || fail "swarm"
-    [ "$(sfdisk_dump "$DS_TMP/mbr-t-0.img" | sed 's/mbr-t-0.img/X/g')" = "$(sfdisk_dump "$d" | sed 's/mbr.img/X/g')" ] ||
+    [ "$(gpt_sfdisk_dump "$DS_TMP/mbr-t-0.img" | sed 's/mbr-t-0.img/X/g')" = "$(gpt_sfdisk_dump "$d" | sed 's/mbr.img/X/g')" ] ||
         fail "MBR/EBR partition table differs after the trip"
-    read -r s z < <(part_geom "$d" 5)
+    read -r s z < <(gpt_part_geom "$d" 5)
     dd if="$DS_TMP/mbr-t-0.img" of="$DS_TMP/p5.img" bs=1M iflag=skip_bytes,count_bytes skip="$s" count="$z" status=none
     e2fsck -fn "$DS_TMP/p5.img" >/dev/null 2>&1 || fail "ext4 in the logical partition"
 }
