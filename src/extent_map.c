@@ -170,6 +170,19 @@ void extent_map_free(struct extent_map *m)
     memset(m, 0, sizeof *m);
 }
 
+int extent_map_shift(struct extent_map *m, uint64_t delta, struct ds_err *e)
+{
+    if (m->dev_end > UINT64_MAX - delta)
+        return ds_errf(e, "extents shifted by %llu bytes would lie beyond the largest offset",
+                       (unsigned long long)delta);
+    for (size_t i = 0; i < m->n; i++)
+        if (!m->ext[i].pad)
+            m->ext[i].dev_off += delta;
+    if (m->dev_bytes)
+        m->dev_end += delta;
+    return 0;
+}
+
 size_t extent_map_find(const struct extent_map *m, uint64_t tor_off)
 {
     if (!m || m->n == 0 || tor_off >= m->total)

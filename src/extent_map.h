@@ -37,6 +37,9 @@ int extent_map_from_metainfo(const struct metainfo *mi, struct extent_map *out, 
 /* Build from an explicit extent list (dev_off, len; tor_off computed in order). Same overlap checks. */
 int extent_map_from_list(const struct extent *list, size_t n, struct extent_map *out, struct ds_err *e);
 void extent_map_free(struct extent_map *m);
+/* Move every (non-pad) extent delta bytes further on the device: a partition's torrent (offsets relative to the
+ * partition) placed at the partition's start on a whole disk. -1 if an offset would overflow. */
+int extent_map_shift(struct extent_map *m, uint64_t delta, struct ds_err *e);
 
 /* Index of the extent that contains torrent offset off (off < total), by binary search. */
 size_t extent_map_find(const struct extent_map *m, uint64_t tor_off);

@@ -94,6 +94,32 @@ int store_open_backend(struct store *s, const struct metainfo *mi, const struct 
     return 0;
 }
 
+int store_open_sibling(struct store *s, const struct store *first, const struct metainfo *mi,
+                       const struct extent_map *map, struct ds_err *e)
+{
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    if (first->fd < 0 || first->backend.read)
+        return ds_errf(e, "internal error: a sibling store needs an open device");
+    if (map->dev_end > first->dev_size)
+        return ds_errf(e, "%s is too small: %llu bytes, the image needs %llu bytes", first->path,
+                       (unsigned long long)first->dev_size, (unsigned long long)map->dev_end);
+    s->path = strdup(first->path);
+    s->fd = fcntl(first->fd, F_DUPFD_CLOEXEC, 0);
+    if (!s->path || s->fd < 0) {
+        int err = s->fd < 0 ? errno : ENOMEM;
+        store_close(s);
+        errno = err;
+        return ds_errno(e, "%s", first->path);
+    }
+    s->mi = mi;
+    s->map = map;
+    s->writable = first->writable;
+    s->is_blockdev = first->is_blockdev;
+    s->dev_size = first->dev_size;
+    return 0;
+}
+
 void store_close(struct store *s)
 {
     if (s->backend.close)

@@ -43,6 +43,11 @@ enum store_mode {
 int store_open(struct store *s, const char *path, enum store_mode mode, const struct metainfo *mi,
                const struct extent_map *map, struct ds_err *e);
 void store_close(struct store *s);
+/* A second store on the device of an open store `first` (same checks already passed), for another torrent
+ * whose extents lie elsewhere on it (a partition's torrent on a whole disk). The device is not reopened — an
+ * exclusive (O_EXCL) block device cannot be — but its descriptor duplicated. The map must fit the device. */
+int store_open_sibling(struct store *s, const struct store *first, const struct metainfo *mi,
+                       const struct extent_map *map, struct ds_err *e);
 /* Serve reads from a backend (seeding only). The store takes ownership of the backend (closes it). */
 int store_open_backend(struct store *s, const struct metainfo *mi, const struct extent_map *map,
                        const struct store_backend *b, struct ds_err *e);

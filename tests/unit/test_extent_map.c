@@ -220,6 +220,21 @@ TEST(from_list)
     extent_map_free(&m); /* safe on an emptied map */
 }
 
+TEST(shift)
+{
+    const struct extent l[] = {{.dev_off = 4096, .len = 100}, {.len = 14, .pad = true}, {.dev_off = 0, .len = 50}};
+    struct extent_map m;
+    struct ds_err e;
+    CHECK(extent_map_from_list(l, 3, &m, &e) == 0);
+    CHECK(extent_map_shift(&m, 1 << 20, &e) == 0);
+    CHECK(m.ext[0].dev_off == (1 << 20) + 4096 && m.ext[2].dev_off == 1 << 20);
+    CHECK(m.ext[1].pad && m.ext[1].tor_off == 100 && m.total == 164 && m.dev_bytes == 150);
+    CHECK(m.dev_end == (1 << 20) + 4196);
+    CHECK(extent_map_shift(&m, UINT64_MAX - 4000, &e) == -1 && strstr(e.msg, "beyond"));
+    CHECK(m.dev_end == (1 << 20) + 4196);
+    extent_map_free(&m);
+}
+
 TEST(find_binary_search)
 {
     enum { N = 1000 };
@@ -263,6 +278,7 @@ int main(void)
     RUN(pad_files);
     RUN(overlap_rejected);
     RUN(from_list);
+    RUN(shift);
     RUN(find_binary_search);
     RUN(not_ezio_message);
     return check_summary();
