@@ -1,13 +1,16 @@
 /* cmd_deploy.c — `diskswarm deploy http://SERVER:PORT --to TARGET`: everything a machine does to receive an
  * image from `diskswarm serve`:
- *   1. GET /deploy.json, /manifest.json and the torrent (bounded sizes, timeouts);
+ *   1. GET /deploy.json, /manifest.json and the torrent(s) (bounded sizes, timeouts): one for a whole-disk or a
+ *      single image; for a per-partition image (capture --per-partition, import of a Clonezilla directory) every
+ *      partition's torrent, each written at its partition's start on the target, plus the table: a "table"
+ *      torrent, or the recorded sfdisk dump (GET /partition-table, checked against the manifest);
  *   2. check the target: a block device or regular file, not mounted / swap / holding `/`, big enough;
  *      ask for confirmation (a TTY) unless --yes; refuse without --yes when stdin is not a TTY;
  *   3. unless resuming: wipe the first MiB of the target, of every partition in the manifest and the last MiB,
- *      so a half-written target never looks like a valid disk;
- *   4. fetch onto the target, announcing to the server's tracker and dialling the server's seeder; every
- *      ~2 s the verified pieces are fdatasync'ed and recorded in the state file (so a rerun after kill -9 or
- *      power loss resumes without fetching them again);
+ *      so a half-written target never looks like a valid disk; recreate the table from the sfdisk dump (libfdisk);
+ *   4. fetch every torrent onto the target at once (one thread each), announcing to the server's tracker and
+ *      dialling the server's seeder for it; every ~2 s the verified pieces are fdatasync'ed and recorded in a
+ *      state file per torrent (so a rerun after kill -9 or power loss resumes without fetching them again);
  *   5. keep seeding until the server says all expected machines are complete (or it is gone), or --seed-time;
  *   6. fix-ups: on a larger target, move the backup GPT to the end; fdatasync; delete the state file;
  *   7. exit 0 only when every piece is verified and the fix-ups worked; then run --then. */
@@ -20,6 +23,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +41,7 @@
 #include "manifest.h"
 #include "metainfo.h"
 #include "net.h"
+#include "partition_restore.h"
 #include "peer_run.h"
 #include "store.h"
 #include "target_check.h"
@@ -284,32 +289,57 @@ static int wipe_range(int fd, uint64_t off, uint64_t len, uint64_t size, struct 
     return 0;
 }
 
-/* ---- the run ---- */
+/* ---- the run: one job per torrent — one for a whole disk or a single image; the table torrent (or a table
+ * recreated from the recorded sfdisk dump) and one per partition for a per-partition image ---- */
 
-struct deploy_ctx {
+struct deploy_job {
+    const struct manifest_torrent *mt;
+    const struct manifest_part *part;   /* per-partition image: the partition its torrent is written to */
+    size_t index;                       /* in the manifest's torrents: the server seeds it on peer_port + index */
+    struct buf tb;
+    struct metainfo *mi;
+    struct extent_map map;
+    struct store st;
+    struct bitfield have, snap;
+    bool resuming;
+    char state_path[PATH_MAX];
+    char role[96], peer[340], listen[320];
+    const char *peers[1];
+    const char *trackers[1];
     const struct deploy_opts *o;
     const char *base;
-    const char *state_path;
-    struct store *st;
-    const struct metainfo *mi;
-    struct bitfield snap;
     uint64_t expect;
     uint64_t last_state, last_poll;
     bool state_complete;
     unsigned poll_fails;
     uint64_t last_machines;
+    /* progress, written by the job's thread once a second, read by the main thread */
+    atomic_uint_fast64_t p_pieces, p_bytes, p_down, p_up, p_peers;
+    struct peer_run_opts ro;
+    struct peer_run_result res;
+    int prc;
+    pthread_t th;
+    bool started;
+    atomic_bool finished;
 };
 
 static const char *tick(void *ctx, struct session *s, bool completed, uint64_t now)
 {
-    struct deploy_ctx *d = ctx;
+    struct deploy_job *d = ctx;
     struct ds_err e;
-    if (d->state_path && !d->state_complete && now - d->last_state >= 2000) {
+    struct session_stats ss;
+    session_stats(s, &ss);
+    atomic_store(&d->p_pieces, ss.pieces_have);
+    atomic_store(&d->p_bytes, ss.bytes_have);
+    atomic_store(&d->p_down, ss.payload_down);
+    atomic_store(&d->p_up, ss.payload_up);
+    atomic_store(&d->p_peers, ss.peers);
+    if (!d->state_complete && now - d->last_state >= 2000) {
         d->last_state = now;
         /* snapshot first, then make it durable: the file never lists a piece that is not on stable storage */
         memcpy(d->snap.bits, s->have.bits, bitfield_bytes(s->have.nbits));
         d->snap.count = s->have.count;
-        if (store_sync(d->st, &e) || state_save(d->state_path, d->mi->info_hash, &d->snap, &e))
+        if (store_sync(&d->st, &e) || state_save(d->state_path, d->mi->info_hash, &d->snap, &e))
             fprintf(stderr, "deploy: warning: resume state not saved: %s\n", e.msg);
         else if (d->snap.count == d->snap.nbits)
             d->state_complete = true;
@@ -333,6 +363,14 @@ static const char *tick(void *ctx, struct session *s, bool completed, uint64_t n
     d->last_machines = done;
     if (done >= d->expect)
         return "swarm complete";
+    return NULL;
+}
+
+static void *job_thread(void *arg)
+{
+    struct deploy_job *j = arg;
+    j->prc = peer_run(&j->ro, &j->res);
+    atomic_store(&j->finished, true);
     return NULL;
 }
 
@@ -461,6 +499,114 @@ static void event(const struct deploy_opts *o, const char *json_fields, const ch
     }
 }
 
+/* "[ADDR:]PORT" of job i: the port + i (0 stays 0: any free port) */
+static int job_listen(const char *listen, size_t i, char *out, size_t len)
+{
+    const char *c = strrchr(listen, ':');
+    const char *ps = c ? c + 1 : listen;
+    uint64_t port;
+    if (cli_parse_uint(ps, 65535, &port))
+        return -1;
+    if (port && port + i > 65535)
+        return -1;
+    snprintf(out, len, "%.*s%" PRIu64, (int)(ps - listen), listen, port ? port + i : 0);
+    return 0;
+}
+
+/* Which torrents go where: jobs[] filled, *n_jobs set; *table_torrent when the table travels as a torrent. */
+static int plan_jobs(const struct manifest *m, struct deploy_job *jobs, size_t *n_jobs, bool *per_part,
+                     bool *table_torrent)
+{
+    *n_jobs = 0;
+    *per_part = !strcmp(m->mode, "per-partition");
+    *table_torrent = false;
+    if (!*per_part) {
+        const struct manifest_torrent *mt = m->n_torrents == 1 ? &m->torrents[0] : NULL;
+        size_t idx = 0;
+        for (size_t i = 0; !mt && i < m->n_torrents; i++)
+            if (!strcmp(m->torrents[i].role, "disk")) {
+                mt = &m->torrents[i];
+                idx = i;
+            }
+        if (!mt) {
+            cli_error("deploy: the server's image (%s mode) has %zu torrents and none for the whole disk", m->mode,
+                      m->n_torrents);
+            return -1;
+        }
+        jobs[0].mt = mt;
+        jobs[0].index = idx;
+        *n_jobs = 1;
+        return 0;
+    }
+    if (strcmp(m->kind, "disk")) {
+        cli_error("deploy: the server's per-partition image records no partition table, so the partitions have "
+                  "no place on a disk (capture a whole disk, or import a Clonezilla directory with <disk>-pt.sf)");
+        return -1;
+    }
+    for (size_t i = 0; i < m->n_torrents; i++) {
+        const struct manifest_torrent *mt = &m->torrents[i];
+        struct deploy_job *j = &jobs[*n_jobs];
+        j->mt = mt;
+        j->index = i;
+        if (!strcmp(mt->role, "table")) {
+            *table_torrent = true;
+        } else if (!strcmp(mt->role, "partition")) {
+            for (size_t k = 0; k < m->n_parts && !j->part; k++)
+                if (!strcmp(m->parts[k].torrent, mt->file))
+                    j->part = &m->parts[k];
+            if (!j->part) {
+                cli_error("deploy: the manifest's torrent %s belongs to no partition", mt->file);
+                return -1;
+            }
+        } else {
+            cli_error("deploy: the manifest's torrent %s has the unknown role '%s'", mt->file, mt->role);
+            return -1;
+        }
+        (*n_jobs)++;
+    }
+    if (!*table_torrent && strcmp(m->pt_format, "sfdisk")) {
+        cli_error("deploy: the server's image records %s; deploy recreates a table from an sfdisk dump "
+                  "(<disk>-pt.sf) or a captured table torrent",
+                  m->pt_format[0] ? "only a parted dump of the partition table" : "no partition table");
+        return -1;
+    }
+    return 0;
+}
+
+static void print_progress(const struct deploy_opts *o, struct deploy_job *jobs, size_t n, uint64_t t0, uint64_t now,
+                           uint64_t *last_down, uint64_t *last_t, bool tty)
+{
+    uint64_t pieces = 0, npieces = 0, bytes = 0, total = 0, down = 0, up = 0, peers = 0;
+    for (size_t i = 0; i < n; i++) {
+        pieces += atomic_load(&jobs[i].p_pieces);
+        npieces += jobs[i].mi->num_pieces;
+        bytes += atomic_load(&jobs[i].p_bytes);
+        total += jobs[i].mi->total_length;
+        down += atomic_load(&jobs[i].p_down);
+        up += atomic_load(&jobs[i].p_up);
+        peers += atomic_load(&jobs[i].p_peers);
+    }
+    double dt = (double)(now - *last_t) / 1000.0, rate = dt > 0 ? (double)(down - *last_down) / dt : 0;
+    *last_down = down;
+    *last_t = now;
+    double pct = total ? 100.0 * (double)bytes / (double)total : 100.0;
+    if (o->json) {
+        printf("{\"type\":\"progress\",\"role\":\"deploy\",\"t\":%.1f,\"torrents\":%zu,\"pieces\":%" PRIu64
+               ",\"num_pieces\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"total\":%" PRIu64 ",\"percent\":%.2f,"
+               "\"down_bps\":%.0f,\"downloaded\":%" PRIu64 ",\"uploaded\":%" PRIu64 ",\"peers\":%" PRIu64 "}\n",
+               (double)(now - t0) / 1000.0, n, pieces, npieces, bytes, total, pct, rate, down, up, peers);
+        fflush(stdout);
+    } else if (!o->quiet) {
+        char hb[32], ht[32], hr[32];
+        cli_format_bytes(bytes, hb, sizeof hb);
+        cli_format_bytes(total, ht, sizeof ht);
+        cli_format_bytes((uint64_t)rate, hr, sizeof hr);
+        fprintf(stderr, "%sdeploy: %5.1f%% %s/%s of %zu torrents, down %s/s, peers %" PRIu64 "%s", tty ? "\r\033[K" : "",
+                pct, hb, ht, n, hr, peers, tty ? "" : "\n");
+        fflush(stderr);
+    }
+}
+
 int cmd_deploy(int argc, char **argv)
 {
     struct deploy_opts o;
@@ -480,21 +626,18 @@ int cmd_deploy(int argc, char **argv)
 
     struct ds_err e;
     int rc = 1;
-    char base[1024], url[1200], host[300], peer[340], announce[1200], state_path[PATH_MAX];
+    char base[1024], url[1200], host[300], announce[1200];
     snprintf(base, sizeof base, "%s", o.url);
     while (strlen(base) > 8 && base[strlen(base) - 1] == '/')
         base[strlen(base) - 1] = 0;
     url_host(base, host, sizeof host);
-    struct buf dj = {0}, mj = {0}, tb = {0};
+    struct buf dj = {0}, mj = {0}, ptb = {0};
     struct manifest m;
     memset(&m, 0, sizeof m);
     bool m_ok = false;
-    struct metainfo *mi = NULL;
-    struct extent_map map = {0};
-    struct store st = {.fd = -1};
-    struct bitfield have = {0};
-    struct deploy_ctx dc;
-    memset(&dc, 0, sizeof dc);
+    struct deploy_job *jobs = NULL;
+    size_t nj = 0;
+    atomic_bool stop = false;
 
     /* 1. what the server offers */
     uint64_t server_expect = 0, peer_port = 0;
@@ -514,34 +657,59 @@ int cmd_deploy(int argc, char **argv)
         goto out;
     }
     m_ok = true;
-    const struct manifest_torrent *mt = NULL;
-    if (m.n_torrents == 1)
-        mt = &m.torrents[0];
-    for (size_t i = 0; !mt && i < m.n_torrents; i++)
-        if (!strcmp(m.torrents[i].role, "disk"))
-            mt = &m.torrents[i];
-    if (!mt) {
-        cli_error("deploy: the server's image is in %s mode (%zu torrents); deploy handles whole-disk and single "
-                  "images: capture the disk without --per-partition",
-                  m.mode, m.n_torrents);
+    if (!m.n_torrents) {
+        cli_error("deploy: the server's manifest lists no torrent");
         goto out;
     }
-    snprintf(url, sizeof url, "%s/torrents/%s", base, mt->file);
-    if (http_get(url, DEPLOY_MAX_DOC, 60, &tb, &e) || metainfo_parse(tb.data, tb.len, &mi, &e) ||
-        extent_map_from_metainfo(mi, &map, &e)) {
-        cli_error("deploy: %s", e.msg);
+    if (!(jobs = calloc(m.n_torrents, sizeof *jobs))) {
+        cli_error("out of memory");
         goto out;
     }
-    char ihex[41];
-    hex_of(mi->info_hash, 20, ihex);
-    if (strcmp(ihex, mt->info_hash)) {
-        cli_error("deploy: the torrent's info-hash %s is not the manifest's %s", ihex, mt->info_hash);
+    for (size_t i = 0; i < m.n_torrents; i++)
+        jobs[i].st.fd = -1;
+    bool per_part, table_torrent;
+    if (plan_jobs(&m, jobs, &nj, &per_part, &table_torrent))
         goto out;
-    }
-    bool whole_disk = !strcmp(m.kind, "disk") && !strcmp(mt->role, "disk");
-    uint64_t need = map.dev_end;
-    if (whole_disk && m.source_size > need)
+    bool whole_disk = !per_part && !strcmp(m.kind, "disk") && !strcmp(jobs[0].mt->role, "disk");
+    uint64_t need = 0, total_bytes = 0;
+    if (whole_disk || per_part)
         need = m.source_size;
+    for (size_t i = 0; i < nj; i++) {
+        struct deploy_job *j = &jobs[i];
+        snprintf(url, sizeof url, "%s/torrents/%s", base, j->mt->file);
+        if (http_get(url, DEPLOY_MAX_DOC, 60, &j->tb, &e) || metainfo_parse(j->tb.data, j->tb.len, &j->mi, &e) ||
+            extent_map_from_metainfo(j->mi, &j->map, &e)) {
+            cli_error("deploy: %s", e.msg);
+            goto out;
+        }
+        char ihex[41];
+        hex_of(j->mi->info_hash, 20, ihex);
+        if (strcmp(ihex, j->mt->info_hash)) {
+            cli_error("deploy: the torrent's info-hash %s is not the manifest's %s", ihex, j->mt->info_hash);
+            goto out;
+        }
+        if (j->part) {
+            /* a partition's torrent: offsets relative to the partition, which it must not leave */
+            if (j->map.dev_end > j->part->size) {
+                cli_error("deploy: torrent %s reaches byte %" PRIu64 " of partition %s, which has %" PRIu64,
+                          j->mt->file, j->map.dev_end, j->part->device, j->part->size);
+                goto out;
+            }
+            if (extent_map_shift(&j->map, j->part->start, &e)) {
+                cli_error("deploy: %s: %s", j->mt->file, e.msg);
+                goto out;
+            }
+            if (j->part->start + j->part->size > need)
+                need = j->part->start + j->part->size;
+        }
+        if (j->map.dev_end > need)
+            need = j->map.dev_end;
+        total_bytes += j->mi->total_length;
+        if (nj == 1)
+            snprintf(j->role, sizeof j->role, "deploy");
+        else
+            snprintf(j->role, sizeof j->role, "deploy/%s", j->mi->name);
+    }
 
     /* 2. the target */
     struct stat sb;
@@ -580,25 +748,48 @@ int cmd_deploy(int argc, char **argv)
         goto out;
     }
 
-    /* resume state */
-    if (o.state)
-        snprintf(state_path, sizeof state_path, "%s", o.state);
-    else if (S_ISBLK(sb.st_mode))
-        snprintf(state_path, sizeof state_path, STATE_DIR "/%s.state", ihex);
-    else
-        snprintf(state_path, sizeof state_path, "%s.dsstate", o.target);
-    if (!o.state && S_ISBLK(sb.st_mode))
-        mkdir(STATE_DIR, 0755);
-    int sl = state_load(state_path, mi, &have, &e);
-    if (sl < 0) {
-        cli_error("deploy: %s", e.msg);
-        goto out;
+    /* the partition table dump (a Clonezilla import), checked before anything is written */
+    if (per_part && !table_torrent) {
+        snprintf(url, sizeof url, "%s/partition-table", base);
+        if (http_get(url, 1 << 20, 30, &ptb, &e) ||
+            partition_restore_check((const char *)ptb.data, ptb.len, &m, tsize > need ? tsize : need, &e)) {
+            cli_error("deploy: partition table: %s", e.msg);
+            goto out;
+        }
     }
-    bool resuming = sl == 1;
+
+    /* resume state: one file per torrent */
+    int resumed = 0;
+    unsigned have_pieces = 0, all_pieces = 0;
+    for (size_t i = 0; i < nj; i++) {
+        struct deploy_job *j = &jobs[i];
+        char ihex[41];
+        hex_of(j->mi->info_hash, 20, ihex);
+        if (o.state)
+            snprintf(j->state_path, sizeof j->state_path, "%s%s%s", o.state, nj > 1 ? "." : "",
+                     nj > 1 ? j->mi->name : "");
+        else if (S_ISBLK(sb.st_mode))
+            snprintf(j->state_path, sizeof j->state_path, STATE_DIR "/%s.state", ihex);
+        else
+            snprintf(j->state_path, sizeof j->state_path, "%s%s%s.dsstate", o.target, nj > 1 ? "." : "",
+                     nj > 1 ? j->mi->name : "");
+        if (!o.state && S_ISBLK(sb.st_mode))
+            mkdir(STATE_DIR, 0755);
+        int sl = state_load(j->state_path, j->mi, &j->have, &e);
+        if (sl < 0) {
+            cli_error("deploy: %s", e.msg);
+            goto out;
+        }
+        j->resuming = sl == 1;
+        resumed += j->resuming;
+        have_pieces += j->resuming ? j->have.count : 0;
+        all_pieces += j->mi->num_pieces;
+    }
+    bool resuming = resumed > 0;
 
     char sz1[32], sz2[32];
     cli_format_bytes(tsize, sz1, sizeof sz1);
-    cli_format_bytes(mi->total_length, sz2, sizeof sz2);
+    cli_format_bytes(total_bytes, sz2, sizeof sz2);
     if (!o.yes) {
         if (!isatty(STDIN_FILENO)) {
             cli_error("deploy: this overwrites %s; stdin is not a terminal, so add --yes to confirm", o.target);
@@ -614,7 +805,7 @@ int cmd_deploy(int argc, char **argv)
         }
     }
 
-    /* 3. wipe (fresh start) or resume */
+    /* 3. wipe (fresh start) or resume; recreate the partition table from the dump */
     {
         int fd = open(o.target, O_RDWR | O_CLOEXEC);
         if (fd < 0) {
@@ -632,7 +823,7 @@ int cmd_deploy(int argc, char **argv)
         int w = 0;
         if (!resuming) {
             w |= wipe_range(fd, 0, WIPE_LEN, tsize, &e);
-            for (size_t i = 0; whole_disk && !w && i < m.n_parts; i++)
+            for (size_t i = 0; (whole_disk || per_part) && !w && i < m.n_parts; i++)
                 w |= wipe_range(fd, m.parts[i].start, WIPE_LEN, tsize, &e);
             if (!w && tsize > WIPE_LEN)
                 w |= wipe_range(fd, tsize - WIPE_LEN, WIPE_LEN, tsize, &e);
@@ -645,119 +836,208 @@ int cmd_deploy(int argc, char **argv)
             goto out;
         }
         char f[200], t[PATH_MAX * 2 + 200];
-        snprintf(f, sizeof f, "\"event\":\"%s\",\"pieces\":%u,\"num_pieces\":%u", resuming ? "resume" : "wiped",
-                 resuming ? have.count : 0, mi->num_pieces);
+        snprintf(f, sizeof f, "\"event\":\"%s\",\"pieces\":%u,\"num_pieces\":%u,\"torrents\":%zu",
+                 resuming ? "resume" : "wiped", resuming ? have_pieces : 0, all_pieces, nj);
         if (resuming)
-            snprintf(t, sizeof t, "resuming: %u of %u pieces already verified on %s (%s)", have.count,
-                     mi->num_pieces, o.target, state_path);
+            snprintf(t, sizeof t, "resuming: %u of %u pieces already verified on %s (%s)", have_pieces, all_pieces,
+                     o.target, nj == 1 ? jobs[0].state_path : "one state file per torrent");
         else
             snprintf(t, sizeof t, "wiped the partition table and partition heads of %s", o.target);
         event(&o, f, t);
+        if (ptb.len) {
+            if (partition_restore_apply(o.target, (const char *)ptb.data, ptb.len, &m, &e)) {
+                cli_error("deploy: %s", e.msg);
+                goto out;
+            }
+            snprintf(f, sizeof f, "\"event\":\"partition-table\",\"format\":\"%s\",\"partitions\":%zu", m.pt_format,
+                     m.n_parts);
+            snprintf(t, sizeof t, "partition table recreated from %s (%zu partitions)", m.pt_file, m.n_parts);
+            event(&o, f, t);
+        }
     }
-    if (store_open(&st, o.target, STORE_WRITE, mi, &map, &e)) {
-        cli_error("deploy: %s", e.msg);
-        goto out;
+    for (size_t i = 0; i < nj; i++) {
+        int so = i == 0 ? store_open(&jobs[0].st, o.target, STORE_WRITE, jobs[0].mi, &jobs[0].map, &e)
+                        : store_open_sibling(&jobs[i].st, &jobs[0].st, jobs[i].mi, &jobs[i].map, &e);
+        if (so) {
+            cli_error("deploy: %s", e.msg);
+            goto out;
+        }
     }
 
-    /* 4-5. fetch and seed */
+    /* 4-5. fetch and seed: every torrent at once, each from the server's seeder for it and the other machines */
     snprintf(announce, sizeof announce, "%s/announce", base);
-    snprintf(peer, sizeof peer, "%s:%u", host, (unsigned)peer_port);
-    const char *peers[1] = {peer};
-    const char *trackers[1] = {announce};
-    dc.o = &o;
-    dc.base = base;
-    dc.state_path = state_path;
-    dc.st = &st;
-    dc.mi = mi;
-    dc.expect = o.expect ? o.expect : server_expect;
-    if (bitfield_init(&dc.snap, mi->num_pieces)) {
-        cli_error("out of memory");
+    uint64_t expect = o.expect ? o.expect : server_expect;
+    for (size_t i = 0; i < nj; i++) {
+        struct deploy_job *j = &jobs[i];
+        if (peer_port + j->index > 65535 || job_listen(o.listen, i, j->listen, sizeof j->listen)) {
+            cli_error("deploy: no port for torrent %zu (--listen %s)", i + 1, o.listen);
+            goto out;
+        }
+        snprintf(j->peer, sizeof j->peer, "%s:%u", host, (unsigned)(peer_port + j->index));
+        j->peers[0] = j->peer;
+        j->trackers[0] = announce;
+        j->o = &o;
+        j->base = base;
+        j->expect = expect;
+        if (bitfield_init(&j->snap, j->mi->num_pieces)) {
+            cli_error("out of memory");
+            goto out;
+        }
+        struct peer_run_opts *ro = &j->ro;
+        ro->mi = j->mi;
+        ro->store = &j->st;
+        ro->dev = o.target;
+        ro->role = j->role;
+        ro->fetch = true;
+        ro->listen = j->listen;
+        ro->peers = j->peers;
+        ro->n_peers = 1;
+        ro->trackers = j->trackers;
+        ro->n_trackers = 1;
+        ro->recheck = j->resuming && o.recheck;
+        ro->initial_have = j->resuming && !o.recheck ? &j->have : NULL;
+        ro->allow = o.allow;
+        ro->n_allow = o.n_allow;
+        ro->secret_file = o.secret_file;
+        ro->json = o.json;
+        ro->quiet = o.quiet || nj > 1;   /* several torrents: one summary line instead of one bar each */
+        ro->verbose = o.verbose;
+        ro->seed_time = o.seed_time >= 0 ? o.seed_time : (expect ? 1800 : 0);
+        ro->no_signals = true;
+        ro->stop = &stop;
+        ro->tick = tick;
+        ro->ctx = j;
+    }
+    for (size_t i = 0; i < nj; i++) {
+        if (pthread_create(&jobs[i].th, NULL, job_thread, &jobs[i])) {
+            cli_error("deploy: cannot start a thread");
+            atomic_store(&stop, true);
+            goto out;
+        }
+        jobs[i].started = true;
+    }
+    {
+        uint64_t t0 = net_now_ms(), last_t = t0, last_down = 0, last_line = 0;
+        bool tty = isatty(STDERR_FILENO), interrupted = false;
+        for (;;) {
+            struct timespec to = {.tv_sec = 0, .tv_nsec = 250000000};
+            if (sigtimedwait(&mask, NULL, &to) > 0) {
+                interrupted = true;
+                atomic_store(&stop, true);
+            }
+            size_t done = 0;
+            bool failed = false;
+            for (size_t i = 0; i < nj; i++)
+                if (atomic_load(&jobs[i].finished)) {
+                    done++;
+                    failed |= !jobs[i].res.complete;
+                }
+            if (failed)
+                atomic_store(&stop, true);   /* one torrent cannot finish: the disk will not be whole */
+            uint64_t now = net_now_ms();
+            if (nj > 1 && (o.json || !o.quiet) && now - last_line >= (o.json || tty ? 1000u : 5000u)) {
+                print_progress(&o, jobs, nj, t0, now, &last_down, &last_t, tty && !o.json);
+                last_line = now;
+            }
+            if (done == nj)
+                break;
+        }
+        if (nj > 1 && tty && !o.json && !o.quiet)
+            fputc('\n', stderr);
+        (void)interrupted;
+    }
+    bool complete = true;
+    unsigned got = 0;
+    uint64_t down = 0, up = 0, machines = 0;
+    const char *reason = jobs[0].res.reason;
+    for (size_t i = 0; i < nj; i++) {
+        pthread_join(jobs[i].th, NULL);
+        jobs[i].started = false;
+        complete &= jobs[i].res.complete;
+        got += jobs[i].res.ss.pieces_have;
+        down += jobs[i].res.ss.payload_down;
+        up += jobs[i].res.ss.payload_up;
+        if (i == 0 || jobs[i].last_machines < machines)
+            machines = jobs[i].last_machines;
+        if (jobs[i].prc && !rc)
+            rc = jobs[i].prc;
+    }
+    if (!complete) {
+        cli_error("deploy: not complete: %u of %u pieces verified on %s; rerun the same command to resume", got,
+                  all_pieces, o.target);
+        for (size_t i = 0; i < nj; i++)
+            if (jobs[i].prc > 1) {
+                rc = jobs[i].prc;
+                goto out;
+            }
+        rc = 1;
         goto out;
     }
-    struct peer_run_opts ro;
-    memset(&ro, 0, sizeof ro);
-    ro.mi = mi;
-    ro.store = &st;
-    ro.dev = o.target;
-    ro.role = "deploy";
-    ro.fetch = true;
-    ro.listen = o.listen;
-    ro.peers = peers;
-    ro.n_peers = 1;
-    ro.trackers = trackers;
-    ro.n_trackers = 1;
-    ro.recheck = resuming && o.recheck;
-    ro.initial_have = resuming && !o.recheck ? &have : NULL;
-    ro.allow = o.allow;
-    ro.n_allow = o.n_allow;
-    ro.secret_file = o.secret_file;
-    ro.json = o.json;
-    ro.quiet = o.quiet;
-    ro.verbose = o.verbose;
-    ro.seed_time = o.seed_time >= 0 ? o.seed_time : (dc.expect ? 1800 : 0);
-    ro.tick = tick;
-    ro.ctx = &dc;
-    struct peer_run_result res;
-    int prc = peer_run(&ro, &res);
-    if (!res.complete) {
-        cli_error("deploy: not complete: %u of %u pieces verified on %s; rerun the same command to resume",
-                  res.ss.pieces_have, res.ss.num_pieces, o.target);
-        rc = prc ? prc : 1;
-        goto out;
+    rc = 1;
+    for (size_t i = 0; i < nj; i++) {
+        if (store_sync(&jobs[i].st, &e)) {
+            cli_error("deploy: %s", e.msg);
+            goto out;
+        }
+        /* record completion before the fix-ups, so an interruption there resumes straight into them */
+        bitfield_set_all(&jobs[i].snap);
+        if (state_save(jobs[i].state_path, jobs[i].mi->info_hash, &jobs[i].snap, &e))
+            fprintf(stderr, "deploy: warning: %s\n", e.msg);
     }
-    if (store_sync(&st, &e)) {
-        cli_error("deploy: %s", e.msg);
-        goto out;
-    }
-    /* record completion before the fix-ups, so an interruption there resumes straight into them */
-    bitfield_set_all(&dc.snap);
-    if (state_save(state_path, mi->info_hash, &dc.snap, &e))
-        fprintf(stderr, "deploy: warning: %s\n", e.msg);
 
     /* 6. fix-ups */
     bool relocated = false;
-    if (whole_disk && !strcmp(m.label, "gpt") && tsize > m.source_size) {
-        int g = gpt_relocate_fd(st.fd, m.sector_size ? m.sector_size : 512, tsize, &e);
+    if ((whole_disk || table_torrent) && !strcmp(m.label, "gpt") && tsize > m.source_size) {
+        int g = gpt_relocate_fd(jobs[0].st.fd, m.sector_size ? m.sector_size : 512, tsize, &e);
         if (g < 0) {
             cli_error("deploy: moving the backup GPT to the end of %s: %s", o.target, e.msg);
             goto out;
         }
         relocated = g == 1;
     }
-    if (store_sync(&st, &e)) {
+    if (store_sync(&jobs[0].st, &e)) {
         cli_error("deploy: %s", e.msg);
         goto out;
     }
-    if (relocated && st.is_blockdev)
-        (void)ioctl(st.fd, BLKRRPART);   /* best effort: let the kernel see the new table now */
-    if (unlink(state_path) && errno != ENOENT)
-        fprintf(stderr, "deploy: warning: cannot remove %s: %s\n", state_path, strerror(errno));
+    if ((relocated || per_part) && jobs[0].st.is_blockdev)
+        (void)ioctl(jobs[0].st.fd, BLKRRPART);   /* best effort: let the kernel see the new table now */
+    for (size_t i = 0; i < nj; i++)
+        if (unlink(jobs[i].state_path) && errno != ENOENT)
+            fprintf(stderr, "deploy: warning: cannot remove %s: %s\n", jobs[i].state_path, strerror(errno));
     {
         char f[PATH_MAX + 600], t[PATH_MAX + 400];
         snprintf(f, sizeof f,
-                 "\"ok\":true,\"reason\":\"%s\",\"target\":\"%s\",\"pieces\":%u,\"downloaded\":%" PRIu64
+                 "\"ok\":true,\"reason\":\"%s\",\"target\":\"%s\",\"torrents\":%zu,\"pieces\":%u,\"downloaded\":%" PRIu64
                  ",\"uploaded\":%" PRIu64 ",\"resumed\":%s,\"gpt_relocated\":%s,\"machines_complete\":%" PRIu64
                  ",\"expect\":%" PRIu64,
-                 res.reason, o.target, res.ss.num_pieces, res.ss.payload_down, res.ss.payload_up,
-                 resuming ? "true" : "false", relocated ? "true" : "false", dc.last_machines, dc.expect);
-        snprintf(t, sizeof t, "done: %s holds a verified copy (%u pieces)%s; %s", o.target, res.ss.num_pieces,
-                 relocated ? ", backup GPT moved to the end" : "", res.reason);
+                 reason, o.target, nj, all_pieces, down, up, resuming ? "true" : "false", relocated ? "true" : "false",
+                 machines, expect);
+        snprintf(t, sizeof t, "done: %s holds a verified copy (%u pieces%s%s)%s; %s", o.target, all_pieces,
+                 nj > 1 ? " in " : "", nj > 1 ? "several torrents" : "",
+                 relocated ? ", backup GPT moved to the end" : "", reason);
         event(&o, f, t);
     }
     rc = 0;
     if (o.then)
         rc = run_then(o.then);
 out:
-    store_close(&st);
-    bitfield_free(&dc.snap);
-    bitfield_free(&have);
-    extent_map_free(&map);
-    metainfo_free(mi);
+    atomic_store(&stop, true);
+    for (size_t i = 0; jobs && i < nj; i++) {
+        if (jobs[i].started)
+            pthread_join(jobs[i].th, NULL);
+        store_close(&jobs[i].st);
+        bitfield_free(&jobs[i].snap);
+        bitfield_free(&jobs[i].have);
+        extent_map_free(&jobs[i].map);
+        metainfo_free(jobs[i].mi);
+        buf_free(&jobs[i].tb);
+    }
+    free(jobs);
     if (m_ok)
         manifest_free(&m);
     buf_free(&dj);
     buf_free(&mj);
-    buf_free(&tb);
+    buf_free(&ptb);
     curl_global_cleanup();
     return rc;
 }

@@ -52,6 +52,7 @@ struct serve_torrent {
 struct serve {
     const char *dir;
     struct buf manifest_json;
+    struct buf partition_table;  /* the manifest's sfdisk dump (import of a Clonezilla image), served to deploy */
     struct serve_torrent *t;
     size_t n;
     uint64_t expect;
@@ -146,6 +147,11 @@ static bool extra(void *ctx, const char *path, size_t plen, const char *query, s
     if (path_eq(path, plen, "/manifest.json")) {
         r->content_type = "application/json";
         copy_buf(r, &sv->manifest_json);
+        return true;
+    }
+    if (path_eq(path, plen, "/partition-table") && sv->partition_table.len) {
+        r->content_type = "text/plain";
+        copy_buf(r, &sv->partition_table);
         return true;
     }
     if (path_eq(path, plen, "/deploy.json")) {
@@ -302,6 +308,13 @@ int cmd_serve(int argc, char **argv)
         cli_error("serve: %s lists no torrent", path);
         goto out;
     }
+    if (m.pt_file[0]) {
+        snprintf(path, sizeof path, "%s/%s", dir, m.pt_file);
+        if (read_file_buf(path, &sv.partition_table, &e)) {
+            cli_error("serve: the manifest's partition table: %s", e.msg);
+            goto out;
+        }
+    }
     struct ts_config tc;
     memset(&tc, 0, sizeof tc);
     tc.interval_s = 30;
@@ -345,7 +358,16 @@ int cmd_serve(int argc, char **argv)
             goto out;
         }
         if (r == 0) {
-            /* no stored image: serve from the captured device itself */
+            /* no stored image: serve from the captured device itself; a partition's torrent of a whole disk
+             * (capture --per-partition) has offsets relative to the partition */
+            for (size_t k = 0; !strcmp(m.kind, "disk") && !strcmp(mt->role, "partition") && k < m.n_parts; k++)
+                if (!strcmp(m.parts[k].torrent, mt->file)) {
+                    if (t->map.dev_end > m.parts[k].size || extent_map_shift(&t->map, m.parts[k].start, &e)) {
+                        cli_error("serve: %s does not fit its partition %s", mt->file, m.parts[k].device);
+                        goto out;
+                    }
+                    break;
+                }
             if (store_open(&t->st, m.source, STORE_READ, t->mi, &t->map, &e)) {
                 cli_error("serve: %s has no stored image for %s and its source: %s", dir, mt->file, e.msg);
                 goto out;
@@ -488,6 +510,7 @@ out:
     ts_free(sv.ts);
     manifest_free(&m);
     buf_free(&sv.manifest_json);
+    buf_free(&sv.partition_table);
     pthread_mutex_destroy(&sv.mu);
     return rc;
 }
