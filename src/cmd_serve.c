@@ -28,6 +28,7 @@
 #include "metainfo.h"
 #include "net.h"
 #include "peer_run.h"
+#include "serve_device.h"
 #include "store.h"
 #include "tracker_client.h"
 #include "tracker_http.h"
@@ -64,11 +65,14 @@ struct serve {
 
 static void usage(FILE *f)
 {
-    fputs("usage: diskswarm serve IMAGE_DIR [options]\n"
+    fputs("usage: diskswarm serve IMAGE_DIR|DEVICE [options]\n"
           "  Tracker + seeder + dashboard in one process for an IMAGE_DIR made by `capture -o` or `import`.\n"
+          "  A DEVICE (or an image file) is captured first into a state directory (torrent + manifest, no image\n"
+          "  store) and seeded straight from the device; it must not be mounted read-write.\n"
           "  Machines then run: diskswarm deploy http://SERVER:PORT --to /dev/sdX\n"
-          "  (A DEVICE or image file is not served directly: run `diskswarm capture DEVICE -o DIR` first.)\n"
           "options:\n"
+          "  --state-dir DIR        serve DEVICE: keep the capture in DIR (default: a temporary directory,\n"
+          "                         removed on exit)\n"
           "  --listen ADDR:PORT     HTTP: tracker, dashboard and deploy files (default 0.0.0.0:6969)\n"
           "  --peer-port PORT       first BitTorrent port of the seeders (default: HTTP port + 1)\n"
           "  --expect N             exit 0 when N machines have completed every torrent (+ --seed-time)\n"
@@ -197,16 +201,17 @@ static int split_listen(const char *listen, char *host, size_t hl, unsigned *por
 
 int cmd_serve(int argc, char **argv)
 {
-    enum { O_LISTEN = 256, O_PEERPORT, O_EXPECT, O_SEEDTIME, O_ALLOW, O_SECRET, O_JSON, O_VERBOSE, O_NOSUPER, O_HELP };
+    enum { O_LISTEN = 256, O_PEERPORT, O_EXPECT, O_SEEDTIME, O_ALLOW, O_SECRET, O_JSON, O_VERBOSE, O_NOSUPER, O_HELP,
+           O_STATEDIR };
     static const struct option lo[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"peer-port", required_argument, 0, O_PEERPORT},
         {"expect", required_argument, 0, O_EXPECT},   {"seed-time", required_argument, 0, O_SEEDTIME},
         {"allow", required_argument, 0, O_ALLOW},     {"secret-file", required_argument, 0, O_SECRET},
         {"json", no_argument, 0, O_JSON},             {"verbose", no_argument, 0, O_VERBOSE},
-        {"no-super-seed", no_argument, 0, O_NOSUPER},
+        {"no-super-seed", no_argument, 0, O_NOSUPER}, {"state-dir", required_argument, 0, O_STATEDIR},
         {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0},
     };
-    const char *listen = "0.0.0.0:6969", *secret = NULL;
+    const char *listen = "0.0.0.0:6969", *secret = NULL, *state_dir = NULL;
     struct cidr allow[MAX_ALLOW];
     size_t n_allow = 0;
     int64_t seed_time = -1;
@@ -249,13 +254,14 @@ int cmd_serve(int argc, char **argv)
         case O_JSON: json = true; break;
         case O_VERBOSE: verbose = true; break;
         case O_NOSUPER: super_seed = false; break;
+        case O_STATEDIR: state_dir = optarg; break;
         case O_HELP:
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
     }
     if (optind + 1 != argc) {
-        cli_error("serve needs one IMAGE_DIR");
+        cli_error("serve needs one IMAGE_DIR or DEVICE");
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -265,16 +271,20 @@ int cmd_serve(int argc, char **argv)
         cli_error("serve: %s: %s", dir, strerror(errno));
         return 1;
     }
-    if (!S_ISDIR(sb.st_mode)) {
-        cli_error("serve: %s is not an IMAGE_DIR; capture it first: diskswarm capture %s -o IMAGE_DIR "
-                  "(add --store to keep an image), then diskswarm serve IMAGE_DIR", dir, dir);
-        return 1;
-    }
     char host[256];
     unsigned http_port;
     if (split_listen(listen, host, sizeof host, &http_port)) {
         cli_error("serve: --listen wants ADDR:PORT, not '%s'", listen);
         return EXIT_USAGE;
+    }
+    /* serve DEVICE: capture it on the fly, then serve that capture from the device itself */
+    char dev_dir[1024];
+    bool dev_temp = false;
+    if (!S_ISDIR(sb.st_mode)) {
+        int cr = serve_device_capture(dir, state_dir, json, dev_dir, sizeof dev_dir, &dev_temp);
+        if (cr)
+            return cr;
+        dir = dev_dir;
     }
 
     /* every thread (MHD, tracker workers, seeders) inherits a mask with the stop signals blocked */
@@ -302,6 +312,8 @@ int cmd_serve(int argc, char **argv)
                                                                      sv.manifest_json.len, &m, &e)) {
         cli_error("serve: %s", e.msg);
         buf_free(&sv.manifest_json);
+        if (dev_temp)
+            serve_device_cleanup(dir);
         return 1;
     }
     if (!m.n_torrents) {
@@ -512,5 +524,7 @@ out:
     buf_free(&sv.manifest_json);
     buf_free(&sv.partition_table);
     pthread_mutex_destroy(&sv.mu);
+    if (dev_temp)
+        serve_device_cleanup(dir);
     return rc;
 }

@@ -43,8 +43,8 @@ static int read_small(const char *path, char *buf, size_t len)
     return (int)n;
 }
 
-/* Is device major:minor mounted? Fills where with the mount point. */
-static bool dev_mounted(unsigned maj, unsigned min, char *where, size_t wlen)
+/* Is device major:minor mounted (rw_only: mounted read-write)? Fills where with the mount point. */
+static bool dev_mounted(unsigned maj, unsigned min, bool rw_only, char *where, size_t wlen)
 {
     FILE *f = fopen("/proc/self/mountinfo", "re");
     if (!f)
@@ -53,9 +53,11 @@ static bool dev_mounted(unsigned maj, unsigned min, char *where, size_t wlen)
     bool found = false;
     while (fgets(line, sizeof line, f)) {
         unsigned a, b;
-        char mp[2048];
-        /* id parent major:minor root mountpoint ... */
-        if (sscanf(line, "%*u %*u %u:%u %*s %2047s", &a, &b, mp) == 3 && a == maj && b == min) {
+        char mp[2048], opts[64];
+        /* id parent major:minor root mountpoint options ... */
+        int n = sscanf(line, "%*u %*u %u:%u %*s %2047s %63s", &a, &b, mp, opts);
+        if (n >= 3 && a == maj && b == min &&
+            (!rw_only || (n == 4 && !strncmp(opts, "rw", 2) && (opts[2] == ',' || opts[2] == 0)))) {
             snprintf(where, wlen, "%s", mp);
             found = true;
             break;
@@ -83,14 +85,18 @@ static bool dev_is_swap(unsigned maj, unsigned min)
     return found;
 }
 
-/* Check one block device and, through sysfs, its partitions and holders (one level each, bounded). */
-static int check_blockdev(unsigned maj, unsigned min, const char *label, struct ds_err *e)
+/* Check one block device and, through sysfs, its partitions and holders (one level each, bounded). rw_only: only
+ * what can change its content counts (a read-write mount, swap, a holder), for a device to be read. */
+static int check_blockdev(unsigned maj, unsigned min, bool rw_only, const char *label, struct ds_err *e)
 {
     char where[2048];
-    if (dev_mounted(maj, min, where, sizeof where))
-        return ds_errf(e, "%s is mounted on %s; refusing to write to it", label, where);
+    const char *why = rw_only ? "its content would change while it is read" : "refusing to write to it";
+    if (dev_mounted(maj, min, rw_only, where, sizeof where))
+        return ds_errf(e, "%s is mounted%s on %s; %s", label, rw_only ? " read-write" : "", where,
+                       rw_only ? "its content would change while it is read: unmount it or remount it read-only"
+                               : why);
     if (dev_is_swap(maj, min))
-        return ds_errf(e, "%s is in use as swap; refusing to write to it", label);
+        return ds_errf(e, "%s is in use as swap; %s", label, why);
 
     char sys[256];
     snprintf(sys, sizeof sys, "/sys/dev/block/%u:%u", maj, min);
@@ -113,20 +119,21 @@ static int check_blockdev(unsigned maj, unsigned min, const char *label, struct 
             unsigned a, b;
             if (sscanf(val, "%u:%u", &a, &b) != 2 || (a == maj && b == min))
                 continue;
-            if (dev_mounted(a, b, where, sizeof where)) {
+            if (dev_mounted(a, b, rw_only, where, sizeof where)) {
                 closedir(d);
-                return ds_errf(e, "%s is in use: %s (part of it) is mounted on %s; refusing to write to it", label,
-                               de->d_name, where);
+                return ds_errf(e, "%s is in use: %s (part of it) is mounted%s on %s; %s", label, de->d_name,
+                               rw_only ? " read-write" : "", where,
+                               rw_only ? "its content would change while it is read: unmount it or remount it "
+                                         "read-only"
+                                       : why);
             }
             if (dev_is_swap(a, b)) {
                 closedir(d);
-                return ds_errf(e, "%s is in use: %s (part of it) is swap; refusing to write to it", label,
-                               de->d_name);
+                return ds_errf(e, "%s is in use: %s (part of it) is swap; %s", label, de->d_name, why);
             }
             if (k == 1) {
                 closedir(d);
-                return ds_errf(e, "%s is in use by %s (device-mapper/md holder); refusing to write to it", label,
-                               de->d_name);
+                return ds_errf(e, "%s is in use by %s (device-mapper/md holder); %s", label, de->d_name, why);
             }
         }
         closedir(d);
@@ -135,7 +142,7 @@ static int check_blockdev(unsigned maj, unsigned min, const char *label, struct 
 }
 
 /* For a regular file: find loop devices whose backing file is this inode and check them. */
-static int check_file_loops(const struct stat *st, const char *label, struct ds_err *e)
+static int check_file_loops(const struct stat *st, bool rw_only, const char *label, struct ds_err *e)
 {
     DIR *d = opendir("/sys/block");
     if (!d)
@@ -158,7 +165,7 @@ static int check_file_loops(const struct stat *st, const char *label, struct ds_
             continue;
         char lbl[700];
         snprintf(lbl, sizeof lbl, "%s (through /dev/%s)", label, de->d_name);
-        rc = check_blockdev(a, b, lbl, e);
+        rc = check_blockdev(a, b, rw_only, lbl, e);
     }
     closedir(d);
     return rc;
@@ -167,8 +174,17 @@ static int check_file_loops(const struct stat *st, const char *label, struct ds_
 int target_check_unused(const char *path, const struct stat *st, struct ds_err *e)
 {
     if (S_ISBLK(st->st_mode))
-        return check_blockdev(major(st->st_rdev), minor(st->st_rdev), path, e);
+        return check_blockdev(major(st->st_rdev), minor(st->st_rdev), false, path, e);
     if (S_ISREG(st->st_mode))
-        return check_file_loops(st, path, e);
+        return check_file_loops(st, false, path, e);
+    return ds_errf(e, "%s is not a block device or regular file", path);
+}
+
+int target_check_unchanging(const char *path, const struct stat *st, struct ds_err *e)
+{
+    if (S_ISBLK(st->st_mode))
+        return check_blockdev(major(st->st_rdev), minor(st->st_rdev), true, path, e);
+    if (S_ISREG(st->st_mode))
+        return check_file_loops(st, true, path, e);
     return ds_errf(e, "%s is not a block device or regular file", path);
 }

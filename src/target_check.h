@@ -18,4 +18,9 @@ int target_size(int fd, const struct stat *st, uint64_t *size, struct ds_err *e)
  * by it is checked the same way. */
 int target_check_unused(const char *path, const struct stat *st, struct ds_err *e);
 
+/* For a source read while others rely on its hashes (`serve DEVICE`): 0 when nothing can change its content —
+ * it (or a partition of it, or a loop device backed by it) may be mounted read-only, but not read-write, and it
+ * is not swap or held by device-mapper/md; -1 with a message naming the mount point otherwise. */
+int target_check_unchanging(const char *path, const struct stat *st, struct ds_err *e);
+
 #endif
