@@ -13,6 +13,9 @@
 #     equal modulo the device name, fsck.vfat and e2fsck clean, every file equal.
 #   bad_table: the recorded dump disagrees with the manifest (a partition moved) → deploy refuses before writing
 #     anything, with a message; the target is untouched.
+#   resume_after_kill9: the per-partition image through a 40 Mbit/s link (two network namespaces): deploy is
+#     kill -9'ed part-way, the rerun resumes from the per-torrent state files, downloads less than the image, and
+#     the target is a copy of the disk.
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/gpt_disk.sh"
@@ -156,7 +159,67 @@ PY
     kill_and_wait "$sp" 10 || fail "serve did not stop on SIGTERM"
 }
 
+case_resume_after_kill9() {
+    need_tools
+    command -v tc >/dev/null || skip "tc missing"
+    local disk=$DS_TMP/pp.img out=$DS_TMP/pp-image t=$DS_TMP/resume-target.img tag=$$ ns_s ns_m pid pct n rc
+    [ -s "$out/manifest.json" ] || skip "no per-partition image (first case skipped)"
+    ns_s=dsdp-s$tag ns_m=dsdp-m$tag
+    ip netns add "$ns_s" && ds_track_netns "$ns_s"
+    ip netns add "$ns_m" && ds_track_netns "$ns_m"
+    ip link add "dpsv$tag" netns "$ns_s" type veth peer name "dpmv$tag" netns "$ns_m"
+    ip -n "$ns_s" addr add 198.18.78.1/24 dev "dpsv$tag"
+    ip -n "$ns_m" addr add 198.18.78.2/24 dev "dpmv$tag"
+    for ns in "$ns_s" "$ns_m"; do ip -n "$ns" link set lo up; done
+    ip -n "$ns_s" link set "dpsv$tag" up
+    ip -n "$ns_m" link set "dpmv$tag" up
+    # ~45 MB through 40 Mbit/s: about 9 s, time enough to kill the deploy part-way
+    ip netns exec "$ns_s" tc qdisc add dev "dpsv$tag" root tbf rate 40mbit burst 32kb latency 50ms
+    ip netns exec "$ns_m" tc qdisc add dev "dpmv$tag" root tbf rate 40mbit burst 32kb latency 50ms
+    ds_bg_split "$DS_TMP/rs.out" "$DS_TMP/rs.err" \
+        ip netns exec "$ns_s" "$DISKSWARM" serve "$out" --listen 198.18.78.1:6969 --expect 1 --json
+    local sp=$DS_BG_PID
+    wait_port 6969 20 "$ns_s" || { cat "$DS_TMP/rs.err" >&2; fail "serve not listening"; }
+    truncate -s 160M "$t"
+    ds_bg_split "$DS_TMP/r1.out" "$DS_TMP/r1.err" \
+        ip netns exec "$ns_m" "$DISKSWARM" deploy http://198.18.78.1:6969 --to "$t" --yes --json
+    pid=$DS_BG_PID
+    pct=0
+    for ((n = 0; n < 600; n++)); do
+        pct=$(sed -n 's/.*"type":"progress","role":"deploy",.*"percent":\([0-9.]*\).*/\1/p' "$DS_TMP/r1.out" | tail -n 1)
+        [ -n "$pct" ] && "$DS_PY" -c "import sys; sys.exit(0 if float(sys.argv[1]) > 45 else 1)" "$pct" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    ds_log "  killed the first deploy at ${pct:-?} %"
+    "$DS_PY" -c "import sys; sys.exit(0 if 45 < float(sys.argv[1]) < 98 else 1)" "${pct:-0}" ||
+        fail "could not kill the deploy part-way (at ${pct:-?} %)"
+    ls "$t".sda*.dsstate >/dev/null 2>&1 || fail "no per-torrent state files after kill -9"
+    ds_log "  state files: $(cd "$DS_TMP" && echo resume-target.img.*.dsstate)"
+    rc=0
+    ip netns exec "$ns_m" "$DISKSWARM" deploy http://198.18.78.1:6969 --to "$t" --yes --json \
+        >"$DS_TMP/r2.out" 2>"$DS_TMP/r2.err" || rc=$?
+    [ "$rc" = 0 ] || { tail -n 10 "$DS_TMP/r2.err" >&2; fail "resumed deploy exit $rc"; }
+    grep -q '"event":"resume"' "$DS_TMP/r2.out" || fail "the rerun did not resume"
+    local down total
+    down=$(sed -n 's/.*"type":"deploy","role":"deploy","ok":true.*"downloaded":\([0-9]*\).*/\1/p' "$DS_TMP/r2.out")
+    total=$("$DS_PY" -c 'import json,sys; print(sum(t["bytes"] for t in json.load(open(sys.argv[1]))["torrents"]))' \
+        "$out/manifest.json")
+    ds_log "  rerun downloaded $down of $total bytes"
+    # the state files lag up to ~2 s (10 MB at 40 Mbit/s) behind what was verified when the deploy was killed
+    grep -q '"event":"resume","pieces":[1-9]' "$DS_TMP/r2.out" || fail "the rerun found no verified piece"
+    [ -n "$down" ] && [ "$down" -lt $((total * 90 / 100)) ] || fail "the rerun fetched verified pieces again"
+    ls "$t".*dsstate >/dev/null 2>&1 && fail "state files left after success"
+    rc=0
+    wait_for_exit "$sp" 60 || rc=$?
+    [ "$rc" = 0 ] || { tail -n 5 "$DS_TMP/rs.err" >&2; fail "serve exit $rc"; }
+    gpt_check_target "$disk" "$t" || fail "the resumed target is not a copy of the disk"
+}
+
 ds_case per_partition_capture case_per_partition_capture
 ds_case clonezilla_import case_clonezilla_import
 ds_case bad_table case_bad_table
+ds_case resume_after_kill9 case_resume_after_kill9
 ds_finish
