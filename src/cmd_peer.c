@@ -42,6 +42,9 @@ struct peer_opts {
     uint64_t expect;        /* 0 = not given */
     uint64_t max_peers;
     uint64_t pipeline;
+    bool no_wire_compress;
+    int64_t zcache_mib;     /* 0 = default, -1 = none */
+    int zlevel;             /* 0 = default, -1 = never compress on the fly */
 };
 
 static void usage(FILE *f, bool fetch)
@@ -68,7 +71,11 @@ static void usage(FILE *f, bool fetch)
           "  --secret-file FILE     private swarm: peers must prove they know this secret (>= 16 bytes)\n"
           "  --json                 one JSON status object per line on stdout\n"
           "  --quiet                no progress output\n"
-          "  --verbose              log peer connections and disconnections to stderr\n",
+          "  --verbose              log peer connections and disconnections to stderr\n"
+          "  --no-wire-compress     never send or ask for compressed pieces (diskswarm peers only; on by default)\n"
+          "  --zcache MIB           memory for compressed pieces kept for forwarding (default 64; 0 = none)\n"
+          "  --zlevel N             compress pieces on the fly at zstd level N for diskswarm peers (default 1;\n"
+          "                         0 = only send frames stored in a --compress image or received compressed)\n",
           f);
     if (!fetch)
         fputs("  --verify               hash every piece of the source (on all cores) before serving\n"
@@ -85,7 +92,8 @@ static void usage(FILE *f, bool fetch)
 static int parse_opts(int argc, char **argv, struct peer_opts *o)
 {
     enum { O_TO = 256, O_FROM, O_LISTEN, O_PEER, O_VERIFY, O_SUPER, O_SEEDTIME, O_EXPECT, O_JSON, O_QUIET, O_NOTRACKER,
-           O_MAXPEERS, O_PIPELINE, O_HELP, O_VERBOSE, O_RESUME, O_ALLOW, O_SECRET, O_TRACKER };
+           O_MAXPEERS, O_PIPELINE, O_HELP, O_VERBOSE, O_RESUME, O_ALLOW, O_SECRET, O_TRACKER, O_NOZ, O_ZCACHE,
+           O_ZLEVEL };
     static const struct option lo[] = {
         {"to", required_argument, 0, O_TO},           {"from", required_argument, 0, O_FROM},
         {"listen", required_argument, 0, O_LISTEN},   {"peer", required_argument, 0, O_PEER},
@@ -96,6 +104,8 @@ static int parse_opts(int argc, char **argv, struct peer_opts *o)
         {"max-peers", required_argument, 0, O_MAXPEERS}, {"pipeline", required_argument, 0, O_PIPELINE},
         {"help", no_argument, 0, O_HELP},             {"verbose", no_argument, 0, O_VERBOSE},
         {"tracker", required_argument, 0, O_TRACKER},
+        {"no-wire-compress", no_argument, 0, O_NOZ}, {"zcache", required_argument, 0, O_ZCACHE},
+        {"zlevel", required_argument, 0, O_ZLEVEL},
         {0, 0, 0, 0},
     };
     o->seed_time = -1;
@@ -184,6 +194,21 @@ static int parse_opts(int argc, char **argv, struct peer_opts *o)
                 return EXIT_USAGE;
             }
             break;
+        case O_NOZ: o->no_wire_compress = true; break;
+        case O_ZCACHE:
+            if (cli_parse_uint(optarg, 65536, &v)) {
+                cli_error("--zcache wants MiB from 0 to 65536");
+                return EXIT_USAGE;
+            }
+            o->zcache_mib = v ? (int64_t)v : -1;
+            break;
+        case O_ZLEVEL:
+            if (cli_parse_uint(optarg, 19, &v)) {
+                cli_error("--zlevel wants a zstd level from 0 to 19");
+                return EXIT_USAGE;
+            }
+            o->zlevel = v ? (int)v : -1;
+            break;
         case O_HELP:
         case 'h':
             usage(stdout, o->fetch);
@@ -268,6 +293,9 @@ static int run_peer(struct peer_opts *o)
     ro.expect = o->expect;
     ro.max_peers = o->max_peers;
     ro.pipeline = o->pipeline;
+    ro.no_wire_compress = o->no_wire_compress;
+    ro.zcache_mib = o->zcache_mib;
+    ro.zlevel = o->zlevel;
     rc = peer_run(&ro, NULL);
 out:
     store_close(&st);

@@ -579,10 +579,17 @@ static int backend_read(void *ctx, uint64_t off, void *buf, size_t len, struct d
 
 static void backend_close(void *ctx) { image_file_close(ctx); }
 
+static int backend_read_zframe(void *ctx, uint32_t piece, uint8_t **bytes, size_t *len, bool *is_zstd,
+                               struct ds_err *e)
+{
+    return image_file_read_compressed(ctx, piece, bytes, len, is_zstd, e);
+}
+
 void image_file_backend(struct image_file *f, struct store_backend *b)
 {
     b->read = backend_read;
     b->close = backend_close;
+    b->read_zframe = backend_read_zframe;
     b->ctx = f;
     b->what = f->path;
 }
@@ -845,7 +852,7 @@ static int open_dsimg(struct store *s, const char *path, const struct metainfo *
 static int open_partclone(struct store *s, const char *path, const struct metainfo *mi,
                           const struct extent_map *map, struct ds_err *e)
 {
-    struct store_backend b;
+    struct store_backend b = {0};
     if (pc_inplace_backend(path, map, &b, e))
         return -1;
     return store_open_backend(s, mi, map, &b, e) ? -1 : 1;

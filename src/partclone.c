@@ -688,6 +688,7 @@ int pc_inplace_backend(const char *path, const struct extent_map *map, struct st
     }
     b->read = inplace_read;
     b->close = inplace_close;
+    b->read_zframe = NULL;
     b->ctx = p;
     b->what = p->path;
     p = NULL;

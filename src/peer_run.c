@@ -208,6 +208,9 @@ int peer_run(const struct peer_run_opts *o, struct peer_run_result *res)
             goto out;
         }
     }
+    cfg.zpiece = !o->no_wire_compress;
+    cfg.zcache_bytes = o->zcache_mib < 0 ? 0 : (size_t)(o->zcache_mib ? o->zcache_mib : ZP_DEFAULT_CACHE_MIB) << 20;
+    cfg.zlevel = o->zlevel < 0 ? 0 : o->zlevel ? o->zlevel : ZP_DEFAULT_LEVEL;
     cfg.max_peers = (uint32_t)o->max_peers;
     cfg.pipeline = (uint32_t)o->pipeline;
     if (o->verbose) {
@@ -363,12 +366,13 @@ int peer_run(const struct peer_run_opts *o, struct peer_run_result *res)
         struct session_stats ss;
         session_stats(&s, &ss);
         bool ok = !o->fetch || session_complete(&s);
-        char f[320], t[320];
+        char f[768], t[320], zf[400];
+        zpiece_json(s.z, ss.payload_down, ss.payload_up, zf, sizeof zf);
         snprintf(f, sizeof f,
                  "\"ok\":%s,\"reason\":\"%s\",\"pieces\":%u,\"num_pieces\":%u,\"downloaded\":%" PRIu64
-                 ",\"uploaded\":%" PRIu64 ",\"hash_failures\":%u,\"peers_complete\":%u",
+                 ",\"uploaded\":%" PRIu64 ",\"hash_failures\":%u,\"peers_complete\":%u%s",
                  ok ? "true" : "false", end_reason, ss.pieces_have, ss.num_pieces, ss.payload_down, ss.payload_up,
-                 ss.hash_failures, (unsigned)s.n_complete_ids);
+                 ss.hash_failures, (unsigned)s.n_complete_ids, zf);
         snprintf(t, sizeof t, "%s: stopping (%s): %u/%u pieces, uploaded %" PRIu64 " bytes", pg.role, end_reason,
                  ss.pieces_have, ss.num_pieces, ss.payload_up);
         progress_event(&pg, "done", f, t);

@@ -46,6 +46,10 @@ struct peer_run_opts {
     int64_t seed_time;              /* seconds; -1 = not given */
     uint64_t expect;                /* 0 = not given; counted from the peers this session saw complete */
     uint64_t max_peers, pipeline;   /* 0 = session default */
+    /* compressed pieces between diskswarm peers (zpiece.h): on unless no_wire_compress */
+    bool no_wire_compress;
+    int64_t zcache_mib;             /* 0 = default (ZP_DEFAULT_CACHE_MIB), -1 = none */
+    int zlevel;                     /* 0 = default (ZP_DEFAULT_LEVEL), -1 = never compress on the fly */
     bool no_signals;                /* don't block/read SIGINT/SIGTERM/SIGHUP (the caller handles them) */
     const atomic_bool *stop;        /* optional: end the run when it becomes true */
     /* optional, once a second: return NULL to go on, or a reason to end the run (honoured once complete) */

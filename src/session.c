@@ -19,6 +19,7 @@
 #define EXT_MSG_MAX (64u * 1024u)
 #define OUR_UT_PEX_ID 1
 #define OUR_DS_AUTH_ID 2
+#define OUR_DS_ZPIECE_ID 3
 #define AUTH_TIMEOUT_MS 15000
 #define SOLE_STRIKES_TO_BAN 2
 
@@ -176,6 +177,14 @@ int session_init(struct session *s, const struct session_config *cfg, struct ds_
             s->cfg.super_window = w < 2 ? 2 : (uint32_t)w;
         }
     }
+    if (cfg->zpiece) {
+        struct ds_err ze;
+        s->z = malloc(sizeof *s->z);
+        if (s->z && zpiece_init(s->z, mi, cfg->zcache_bytes, cfg->zlevel, &ze)) {
+            free(s->z);
+            s->z = NULL; /* e.g. pieces too large: plain transfer only */
+        }
+    }
     s->peers = calloc(s->cfg.max_peers, sizeof *s->peers);
     s->blockbuf = malloc(WIRE_MAX_BLOCK);
     s->cands = calloc(SESSION_MAX_CANDIDATES, sizeof *s->cands);
@@ -211,6 +220,10 @@ void session_free(struct session *s)
     free(s->complete_ids);
     free(s->banned_ids);
     free(s->sent_count);
+    if (s->z) {
+        zpiece_free(s->z);
+        free(s->z);
+    }
     memset(s, 0, sizeof *s);
 }
 
@@ -247,6 +260,10 @@ static void send_ext_handshake(struct session *s, struct sess_peer *p)
     if (s->cfg.secret) {
         rc |= benc_cstr(&b, "ds_auth");
         rc |= benc_int(&b, OUR_DS_AUTH_ID);
+    }
+    if (s->z) {
+        rc |= benc_cstr(&b, ZP_EXT_NAME);
+        rc |= benc_int(&b, OUR_DS_ZPIECE_ID);
     }
     rc |= benc_cstr(&b, "ut_pex");
     rc |= benc_int(&b, OUR_UT_PEX_ID);
@@ -413,7 +430,7 @@ static int ours_push(struct sess_peer *p, const struct block_req *r)
         p->ours = nv;
         p->cap_ours = nc;
     }
-    p->ours[p->n_ours++] = (struct peer_req){r->piece, r->begin, r->length};
+    p->ours[p->n_ours++] = (struct peer_req){r->piece, r->begin, r->length, 0};
     p->ours_bytes += r->length;
     return 0;
 }
@@ -422,7 +439,7 @@ static bool ours_take(struct sess_peer *p, uint32_t piece, uint32_t begin, uint3
 {
     for (size_t i = 0; i < p->n_ours; i++) {
         struct peer_req *r = &p->ours[i];
-        if (r->piece == piece && r->begin == begin && r->length == length) {
+        if (!r->z && r->piece == piece && r->begin == begin && r->length == length) {
             memmove(r, r + 1, (p->n_ours - i - 1) * sizeof *r);
             p->n_ours--;
             p->ours_bytes -= length;
@@ -445,6 +462,92 @@ static void release_ours(struct session *s, struct sess_peer *p)
         release_range(s, p, &p->ours[i]);
     p->n_ours = 0;
     p->ours_bytes = 0;
+}
+
+/* ---------- compressed pieces (ds_zpiece, zpiece.h) ---------- */
+
+static bool ours_take_z(struct sess_peer *p, uint32_t piece, struct peer_req *out)
+{
+    for (size_t i = 0; i < p->n_ours; i++) {
+        struct peer_req *r = &p->ours[i];
+        if (r->z && r->piece == piece) {
+            *out = *r;
+            memmove(r, r + 1, (p->n_ours - i - 1) * sizeof *r);
+            p->n_ours--;
+            p->ours_bytes -= out->length;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Request from a peer that speaks ds_zpiece. The picker's blocks are gathered first; every piece whose blocks
+ * were all picked here (a fresh piece) is asked for compressed in one message, the rest block by block. The
+ * budget is one piece more than the plain one and picking waits until a whole piece fits, so a fresh piece
+ * is always picked in one round whatever the piece size. It counts
+ * the raw bytes a request covers, as for plain requests (the endgame and the stall clock treat a compressed
+ * request like the blocks it covers; their picker blocks are held by this peer until it answers). */
+static void fill_requests_z(struct session *s, struct sess_peer *p, const struct bitfield *from, uint64_t now)
+{
+    const uint32_t bs = s->cfg.block_size;
+    uint64_t budget = (uint64_t)s->cfg.pipeline * bs;
+    if (budget < s->mi->piece_length)
+        budget = s->mi->piece_length;
+    budget += s->mi->piece_length;
+    /* pick only when a whole piece fits: small top-ups would start pieces that can no longer go compressed */
+    if (p->ours_bytes + s->mi->piece_length > budget)
+        return;
+    size_t cap = (size_t)((budget - p->ours_bytes) / bs) + 64, n = 0;
+    struct block_req *acc = malloc(cap * sizeof *acc);
+    if (!acc) {
+        oom(s);
+        return;
+    }
+    uint64_t pend = 0;
+    while (p->ours_bytes + pend < budget && n < cap) {
+        uint64_t want = (budget - p->ours_bytes - pend + bs - 1) / bs;
+        if (want > 64)
+            want = 64;
+        if (want > cap - n)
+            want = cap - n;
+        size_t got = picker_pick(&s->picker, from, p->slot, acc + n, (size_t)want);
+        if (got == 0)
+            break;
+        for (size_t k = 0; k < got; k++)
+            pend += acc[n + k].length;
+        n += got;
+    }
+    for (size_t i = 0; i < n;) {
+        struct block_req r = acc[i];
+        uint32_t ps = (uint32_t)metainfo_piece_size(s->mi, r.piece);
+        if (r.begin == 0 && !bitfield_get(&s->z->incompressible, r.piece)) {
+            size_t j = i + 1;
+            uint32_t end = r.length;
+            while (j < n && acc[j].piece == r.piece && acc[j].begin == end)
+                end += acc[j++].length;
+            if (end == ps) {
+                struct block_req whole = {r.piece, 0, ps};
+                if (ours_push(p, &whole) || zp_put_simple(&p->out, p->ds_zpiece_id, ZP_REQ, r.piece)) {
+                    oom(s);
+                    break;
+                }
+                p->ours[p->n_ours - 1].z = 1;
+                i = j;
+                continue;
+            }
+        }
+        i++;
+        while (i < n && acc[i].piece == r.piece && acc[i].begin == r.begin + r.length &&
+               r.length + acc[i].length <= p->max_req)
+            r.length += acc[i++].length;
+        if (ours_push(p, &r) || wire_put_block_ref(&p->out, WM_REQUEST, r.piece, r.begin, r.length)) {
+            oom(s);
+            break;
+        }
+    }
+    if (n)
+        mark_sent(p, now);
+    free(acc);
 }
 
 /* Keep about pipeline * block_size bytes requested from the peer. Consecutive blocks of a piece are merged
@@ -470,6 +573,10 @@ static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
     struct block_req reqs[64];
     if (p->n_ours == 0)
         p->t_last_block = now; /* the stall clock starts with the first outstanding request */
+    if (s->z && p->ds_zpiece_id) {
+        fill_requests_z(s, p, from, now);
+        goto out;
+    }
     const uint64_t budget = (uint64_t)s->cfg.pipeline * s->cfg.block_size;
     while (p->ours_bytes < budget) {
         uint64_t want = (budget - p->ours_bytes + s->cfg.block_size - 1) / s->cfg.block_size;
@@ -547,6 +654,8 @@ static void piece_failed(struct session *s, struct partial *pp, uint64_t now)
 {
     (void)now;
     s->hash_failures++;
+    if (s->z)
+        zcache_drop(&s->z->cache, pp->piece); /* never forward a frame of a piece that failed */
     uint16_t only = pp->from[0];
     bool single = true;
     for (uint32_t b = 1; b < pp->nblocks; b++)
@@ -711,6 +820,8 @@ static void on_full_state(struct session *s, struct sess_peer *p, uint64_t now)
     }
 }
 
+static void theirs_push(struct session *s, struct sess_peer *p, const struct peer_req *req);
+
 static void on_request(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
 {
     const struct metainfo *mi = s->mi;
@@ -729,6 +840,11 @@ static void on_request(struct session *s, struct sess_peer *p, const struct wire
         }
         return;
     }
+    theirs_push(s, p, &(struct peer_req){m->index, m->begin, m->length, 0});
+}
+
+static void theirs_push(struct session *s, struct sess_peer *p, const struct peer_req *req)
+{
     if (p->n_theirs >= SESSION_MAX_PEER_REQS) {
         peer_close(p, "request flood");
         return;
@@ -748,14 +864,15 @@ static void on_request(struct session *s, struct sess_peer *p, const struct wire
             p->cap_theirs = nc;
         }
     }
-    p->theirs[p->head_theirs + p->n_theirs++] = (struct peer_req){m->index, m->begin, m->length};
+    p->theirs[p->head_theirs + p->n_theirs++] = *req;
 }
 
 static void on_cancel(struct sess_peer *p, const struct wire_msg *m)
 {
     for (size_t k = 0; k < p->n_theirs; k++) {
         struct peer_req *r = &p->theirs[p->head_theirs + k];
-        if (r->piece == m->index && r->begin == m->begin && r->length == m->length) {
+        if (r->piece == m->index && r->begin == m->begin && r->length == m->length &&
+            (m->type == WM_CANCEL) == !r->z) {
             memmove(r, r + 1, (p->n_theirs - k - 1) * sizeof *r);
             p->n_theirs--;
             return;
@@ -794,15 +911,20 @@ static void cancel_elsewhere(struct session *s, struct sess_peer *from, uint32_t
                 continue;
             if (r.length != length && !range_received(s, &r))
                 break;
-            ours_take(q, r.piece, r.begin, r.length);
+            struct peer_req zr;
+            if (r.z ? !ours_take_z(q, r.piece, &zr) : !ours_take(q, r.piece, r.begin, r.length))
+                break;
             release_range(s, q, &r);
-            if (wire_put_block_ref(&q->out, WM_CANCEL, r.piece, r.begin, r.length))
+            if (r.z ? zp_put_simple(&q->out, q->ds_zpiece_id, ZP_CANCEL, r.piece)
+                    : wire_put_block_ref(&q->out, WM_CANCEL, r.piece, r.begin, r.length))
                 oom(s);
             mark_sent(q, now);
             break;
         }
     }
 }
+
+static uint32_t accept_data(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now);
 
 static void on_piece(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
 {
@@ -812,10 +934,17 @@ static void on_piece(struct session *s, struct sess_peer *p, const struct wire_m
     p->t_last_block = now;
     p->bytes_down += len;
     s->payload_down += len;
+    accept_data(s, p, m, now);
+}
+
+/* Write and hash the blocks of m->data we asked this peer for; returns the bytes accepted as first copies. */
+static uint32_t accept_data(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
+{
+    uint32_t len = (uint32_t)m->data_len, accepted = 0;
     const uint32_t bs = s->cfg.block_size;
     if (m->begin % bs) {
         peer_close(p, "block with a bad offset");
-        return;
+        return 0;
     }
     /* A request may cover several picker blocks. Only blocks accepted as first copies are written, in runs,
      * so a late duplicate can never overwrite a piece that was already verified. */
@@ -829,13 +958,14 @@ static void on_piece(struct session *s, struct sess_peer *p, const struct wire_m
             acc = picker_received(&s->picker, m->index, m->begin + off, blen, p->slot);
             if (acc < 0) {
                 peer_close(p, "block with a bad offset");
-                return;
+                return accepted;
             }
         }
         if (acc == 1) {
             if (run_len == 0)
                 run_start = off;
             run_len += blen;
+            accepted += blen;
             cancel_elsewhere(s, p, m->index, m->begin + off, blen, now);
             continue;
         }
@@ -844,7 +974,7 @@ static void on_piece(struct session *s, struct sess_peer *p, const struct wire_m
             if (store_write(s->store, base + m->begin + run_start, m->data + run_start, run_len, &e)) {
                 s->fatal = true;
                 s->fatal_err = e;
-                return;
+                return accepted;
             }
             struct partial *pp = picker_partial(&s->picker, m->index);
             if (pp)
@@ -856,6 +986,7 @@ static void on_piece(struct session *s, struct sess_peer *p, const struct wire_m
             break;
     }
     fill_requests(s, p, now);
+    return accepted;
 }
 
 static void on_ext_handshake(struct session *s, struct sess_peer *p, const uint8_t *d, size_t n)
@@ -911,6 +1042,8 @@ static void on_ext_handshake(struct session *s, struct sess_peer *p, const uint8
             wire_put_extended(&p->out, p->ds_auth_id, mac, sizeof mac))
             oom(s);
     }
+    const struct bnode *dz = m && s->z ? bdict_get_int(m, ZP_EXT_NAME) : NULL;
+    p->ds_zpiece_id = dz && dz->u.i > 0 && dz->u.i < 256 ? (uint8_t)dz->u.i : 0;
     const struct bnode *mr = bdict_get_int(doc.root, "ds_maxreq");
     if (mr && mr->u.i >= (int64_t)s->cfg.block_size)
         p->max_req = mr->u.i > (int64_t)WIRE_MAX_BLOCK ? WIRE_MAX_BLOCK : (uint32_t)mr->u.i;
@@ -1031,6 +1164,68 @@ static void on_auth(struct session *s, struct sess_peer *p, const uint8_t *d, si
     fill_requests(s, p, now);
 }
 
+/* A ds_zpiece message (zpiece.h). */
+static void on_zpiece(struct session *s, struct sess_peer *p, const uint8_t *d, size_t n, uint64_t now)
+{
+    struct zp_msg zm;
+    if (zp_parse(d, n, &zm) || zm.piece >= s->mi->num_pieces) {
+        peer_close(p, "malformed ds_zpiece message");
+        return;
+    }
+    uint32_t ps = (uint32_t)metainfo_piece_size(s->mi, zm.piece);
+    struct peer_req r;
+    switch (zm.type) {
+    case ZP_REQ: {
+        bool allowed = (!p->am_choking || in_set(p->fast_out, p->n_fast_out, zm.piece)) &&
+                       (!s->super_active || bitfield_get(&p->revealed, zm.piece)) && bitfield_get(&s->have, zm.piece);
+        if (!allowed) {
+            if (zp_put_simple(&p->out, p->ds_zpiece_id ? p->ds_zpiece_id : OUR_DS_ZPIECE_ID, ZP_REJECT, zm.piece))
+                oom(s);
+            mark_sent(p, now);
+            return;
+        }
+        theirs_push(s, p, &(struct peer_req){zm.piece, 0, ps, 1});
+        return;
+    }
+    case ZP_CANCEL: {
+        struct wire_msg cm = {.type = WM_EXTENDED, .index = zm.piece, .begin = 0, .length = ps};
+        on_cancel(p, &cm);
+        return;
+    }
+    case ZP_PLAIN:
+    case ZP_REJECT:
+        if (!ours_take_z(p, zm.piece, &r))
+            return;
+        if (zm.type == ZP_PLAIN)
+            bitfield_set(&s->z->incompressible, zm.piece); /* from now on block by block, from anyone */
+        release_range(s, p, &r);
+        fill_all_requests(s, now);
+        return;
+    case ZP_DATA: {
+        if (!ours_take_z(p, zm.piece, &r))
+            return; /* not asked for, or cancelled: never written */
+        p->t_last_block = now;
+        const char *why = NULL;
+        if (zpiece_receive(s->z, &zm, &why)) {
+            release_range(s, p, &r);
+            peer_close(p, why);
+            return;
+        }
+        p->bytes_down += ps;
+        s->payload_down += ps;
+        /* kept for forwarding only when the whole piece came from this frame (dropped again on a hash failure) */
+        if (zcache_put(&s->z->cache, zm.piece, zm.frame, zm.frame_len))
+            oom(s);
+        struct wire_msg pm = {.type = WM_PIECE, .index = zm.piece, .begin = 0, .data = s->z->raw, .data_len = ps};
+        if (accept_data(s, p, &pm, now) != ps)
+            zcache_drop(&s->z->cache, zm.piece);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
 static void handle_msg(struct session *s, struct sess_peer *p, const struct wire_msg *m, uint64_t now)
 {
     /* The piece state (bitfield / have-all / have-none) must come before any other piece information; other
@@ -1119,7 +1314,7 @@ static void handle_msg(struct session *s, struct sess_peer *p, const struct wire
             return;
         }
         if (ours_take(p, m->index, m->begin, m->length)) {
-            struct peer_req r = {m->index, m->begin, m->length};
+            struct peer_req r = {m->index, m->begin, m->length, 0};
             release_range(s, p, &r);
             fill_all_requests(s, now);
         }
@@ -1137,6 +1332,8 @@ static void handle_msg(struct session *s, struct sess_peer *p, const struct wire
             on_pex(s, m->data, m->data_len);
         else if (m->ext_id == OUR_DS_AUTH_ID && s->cfg.secret && !p->authed)
             on_auth(s, p, m->data, m->data_len, now);
+        else if (m->ext_id == OUR_DS_ZPIECE_ID && s->z && p->authed)
+            on_zpiece(s, p, m->data, m->data_len, now);
         break;
     case WM_ALLOWED_FAST:
         if (!p->fast) {
@@ -1227,6 +1424,8 @@ void session_peer_input(struct session *s, struct sess_peer *p, uint64_t now)
         max_len = bitfield_max;
     if (2 + EXT_MSG_MAX > max_len)
         max_len = 2 + EXT_MSG_MAX;
+    if (s->z && p->ds_zpiece_id && 2 + 9 + s->mi->piece_length > max_len)
+        max_len = (uint32_t)(2 + 9 + s->mi->piece_length); /* one compressed piece (never above ZP_MAX_PIECE) */
     /* bounded: each iteration consumes at least 4 bytes or stops */
     while (!p->closing && !s->fatal) {
         size_t avail = buf_unread(&p->in);
@@ -1260,6 +1459,37 @@ void session_peer_input(struct session *s, struct sess_peer *p, uint64_t now)
         buf_clear(&p->in);
 }
 
+/* Answer a compressed-piece request: a frame when the piece compresses, else "fetch it plain". */
+static void send_zpiece(struct session *s, struct sess_peer *p, uint32_t piece, uint64_t now)
+{
+    const uint8_t *frame = NULL;
+    size_t len = 0;
+    struct ds_err e;
+    int rc = zpiece_frame_for(s->z, s->store, piece, &frame, &len, &e);
+    if (rc < 0) {
+        s->fatal = true;
+        s->fatal_err = e;
+        return;
+    }
+    uint32_t ps = (uint32_t)metainfo_piece_size(s->mi, piece);
+    if (rc == 0) {
+        s->z->st.plain_answers++;
+        if (zp_put_simple(&p->out, p->ds_zpiece_id, ZP_PLAIN, piece))
+            oom(s);
+    } else {
+        if (zp_put_data(&p->out, p->ds_zpiece_id, piece, ps, frame, len)) {
+            oom(s);
+            return;
+        }
+        s->z->st.pieces_up++;
+        s->z->st.wire_up += len;
+        s->z->st.raw_up += ps;
+        p->bytes_up += ps;
+        s->payload_up += ps;
+    }
+    mark_sent(p, now);
+}
+
 void session_peer_fill(struct session *s, struct sess_peer *p, uint64_t now)
 {
     if (p->state != PS_ACTIVE || p->closing)
@@ -1270,8 +1500,15 @@ void session_peer_fill(struct session *s, struct sess_peer *p, uint64_t now)
         p->n_theirs--;
         if (p->n_theirs == 0)
             p->head_theirs = 0;
-        if ((p->am_choking && !in_set(p->fast_out, p->n_fast_out, r.piece)) || !bitfield_get(&s->have, r.piece))
+        if ((p->am_choking && !in_set(p->fast_out, p->n_fast_out, r.piece)) || !bitfield_get(&s->have, r.piece)) {
+            if (r.z && zp_put_simple(&p->out, p->ds_zpiece_id, ZP_REJECT, r.piece))
+                oom(s);
             continue;
+        }
+        if (r.z) {
+            send_zpiece(s, p, r.piece, now);
+            continue;
+        }
         if (wire_put_piece_header(&p->out, r.piece, r.begin, r.length)) {
             oom(s);
             return;

@@ -23,6 +23,7 @@
 #include "swarm_auth.h"
 #include "tracker_client.h"
 #include "wire.h"
+#include "zpiece.h"
 
 #define SESSION_MAX_PEER_REQS 512    /* requests a peer may queue at us; more is a flood: drop it */
 #define SESSION_MAX_CANDIDATES 2048
@@ -58,12 +59,17 @@ struct session_config {
     /* optional: peer connects/disconnects and other notable events, for --verbose */
     void (*log)(void *ctx, const char *msg);
     void *log_ctx;
+    /* compressed pieces between diskswarm peers (zpiece.h): offered and used when set */
+    bool zpiece;
+    size_t zcache_bytes;            /* frames received compressed kept for forwarding */
+    int zlevel;                     /* compress on the fly at this zstd level (0: stored/cached frames only) */
 };
 
 enum peer_state { PS_HANDSHAKE = 0, PS_ACTIVE, PS_CLOSED };
 
 struct peer_req {                   /* a block request, ours or theirs */
     uint32_t piece, begin, length;
+    uint8_t z;                      /* a whole piece asked for compressed (ds_zpiece) */
 };
 
 struct sess_peer {
@@ -85,6 +91,7 @@ struct sess_peer {
     bool fast, extended;            /* BEP 6 / BEP 10 negotiated */
     uint8_t ut_pex_id;              /* peer's id for ut_pex, 0 = unsupported */
     uint8_t ds_auth_id;             /* peer's id for ds_auth, 0 = unsupported */
+    uint8_t ds_zpiece_id;           /* peer's id for ds_zpiece, 0 = unsupported (or ours is off) */
     bool authed;                    /* proved the swarm secret (always true in an open swarm) */
     uint8_t nonce[SWARM_NONCE_LEN]; /* ours, sent to this peer */
     bool am_choking, am_interested, peer_choking, peer_interested;
@@ -154,6 +161,7 @@ struct session {
     bool super_active;              /* super-seeding still in force */
     uint32_t *sent_count;           /* super-seeding: times each piece was shown to a peer */
     uint32_t reveal_cursor;
+    struct zpiece *z;               /* compressed pieces (cfg.zpiece), or NULL */
 };
 
 int session_init(struct session *s, const struct session_config *cfg, struct ds_err *e);

@@ -20,6 +20,8 @@
 struct store_backend {
     int (*read)(void *ctx, uint64_t tor_off, void *buf, size_t len, struct ds_err *e);
     void (*close)(void *ctx);
+    /* optional: a piece as stored (malloc'd into *bytes), for sending it compressed without recompressing */
+    int (*read_zframe)(void *ctx, uint32_t piece, uint8_t **bytes, size_t *len, bool *is_zstd, struct ds_err *e);
     void *ctx;
     const char *what;      /* for messages, e.g. "image.dsimg" */
 };

@@ -620,7 +620,7 @@ static void raw_recv(struct raw *r, uint64_t now)
         if (m.type >= 0 && m.type < 256)
             r->count[m.type]++;
         if (m.type == WM_REQUEST && r->n_reqs < 1024)
-            r->reqs[r->n_reqs++] = (struct peer_req){m.index, m.begin, m.length};
+            r->reqs[r->n_reqs++] = (struct peer_req){m.index, m.begin, m.length, 0};
         if (m.type == WM_PIECE)
             r->piece_bytes += m.data_len;
         buf_consume(&r->rx, used);
