@@ -5,7 +5,7 @@
 #   sudo bench/cluster.sh [--rate 100mbit] [--size 128M] [--nodes "1 4 8 16 32"]
 #                         [--methods "diskswarm diskswarm-tracker unicast udpcast aria2"] (also: diskswarm-mesh)
 #                         [--pieces "4M"] [--aria2-piece 4M] [--udp-bitrate 95m] [--unicast-max 16]
-#                         [--nice -10] [--diag] [--quick] [--out DIR]
+#                         [--nice -10] [--diag] [--quick] [--out DIR] [--image ext4|os] [--compress zstd[:L]|none]
 #
 # Network: one bridge; the server and every machine is a network namespace with a veth on it (addresses
 # 198.18.0.1 and 198.18.0.11..), every link shaped to RATE in both directions with tc tbf (on the bridge-side
@@ -14,6 +14,11 @@
 # files (make_ext4_image from tests/lib/common.sh) whose used blocks total about --size; its used extents
 # (ext4_used_extents) make the torrents, the extent-packed file (unicast, udpcast) and the Ezio directory
 # (aria2c). Images and targets live on /dev/shm (tmpfs), so disks are out of the picture.
+# --image os instead fills the ext4 filesystem with files copied from this machine's /usr (executables,
+# libraries, text, files with zero runs: make_os_image from tests/lib/osimage.sh), which compresses; with it the
+# diskswarm seeder serves a `capture --compress zstd` image (--compress, default zstd for os, none for ext4), so
+# compressed pieces travel between diskswarm peers (ds_zpiece). The limit stays U*8/RATE for the uncompressed
+# bytes U, the same for every method. Method diskswarm-plain = diskswarm with --no-wire-compress on every peer.
 #
 # For each method and N (bench/lib/cluster_run.py): server side started and ready, then the N receivers start
 # at t0; time = until the last receiver has the whole image (diskswarm: its "complete" JSON line, i.e. every
@@ -38,6 +43,7 @@ PY=/usr/bin/python3
 
 RATE=100mbit SIZE=128M NODES="1 4 8 16 32" METHODS="diskswarm diskswarm-tracker unicast udpcast aria2"
 PIECES=4M ARIA2_PIECE=4M UNICAST_MAX=16 DIAG=0 OUT=${OUT:-/tmp/diskswarm-bench} QUICK=0 UDP_BITRATE=
+IMAGE=ext4 COMPRESS=
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do
     case $1 in
@@ -52,6 +58,8 @@ while (($#)); do
     --nice) export CLUSTER_NICE=$2; shift ;;
     --fetch-args) export CLUSTER_FETCH_ARGS=$2; shift ;;
     --seed-args) export CLUSTER_SEED_ARGS=$2; shift ;;
+    --image) IMAGE=$2; shift ;;
+    --compress) COMPRESS=$2; shift ;;
     --diag) DIAG=1 ;;
     --quick) QUICK=1 ;;
     --out) OUT=$2; shift ;;
@@ -61,6 +69,8 @@ while (($#)); do
     shift
 done
 if ((QUICK)); then NODES="1 4" SIZE=48M; fi
+case $IMAGE in ext4 | os) ;; *) echo "--image is ext4 or os" >&2; exit 2 ;; esac
+[ -n "$COMPRESS" ] || { [ "$IMAGE" = os ] && COMPRESS=zstd || COMPRESS=none; }
 
 # shellcheck source=../tests/lib/common.sh
 . "$DS_ROOT/tests/lib/common.sh"
@@ -122,9 +132,16 @@ FS_MB=$((SIZE_MB * 2 + 64))
 jr=$((FS_MB < 128 ? 4 : (FS_MB < 1024 ? 16 : (FS_MB < 2048 ? 32 : 64))))
 DATA_MB=$((SIZE_MB - FS_MB / 60 - jr - 2))
 ((DATA_MB > 4)) || DATA_MB=4
-log "image: ${FS_MB} MiB ext4, ~${DATA_MB} MiB of random files (aim: ${SIZE_MB} MiB used)"
 IMG=$W/source.img
-make_ext4_image "$IMG" "$FS_MB" "$DATA_MB" >/dev/null
+if [ "$IMAGE" = os ]; then
+    # shellcheck source=../tests/lib/osimage.sh
+    . "$DS_ROOT/tests/lib/osimage.sh"
+    log "image: ${FS_MB} MiB ext4, ~${DATA_MB} MiB of files from /usr (aim: ${SIZE_MB} MiB used)"
+    make_os_image "$IMG" "$FS_MB" "$DATA_MB" >/dev/null
+else
+    log "image: ${FS_MB} MiB ext4, ~${DATA_MB} MiB of random files (aim: ${SIZE_MB} MiB used)"
+    make_ext4_image "$IMG" "$FS_MB" "$DATA_MB" >/dev/null
+fi
 ext4_used_extents "$IMG" >"$W/extents.txt"
 USED=$(extents_total "$W/extents.txt")
 NEXT=$(wc -l <"$W/extents.txt")
@@ -138,11 +155,22 @@ mk_torrent() { # OUT PIECE [TRACKER]
     [ -n "${3:-}" ] && args+=(--tracker "$3")
     "$DISKSWARM" make-torrent "${args[@]}" >/dev/null
 }
-torrents_json=""
+torrents_json="" seed_from_json=""
 for p in $PIECES; do
     mk_torrent "$W/pex-$p.torrent" "$p"
     mk_torrent "$W/trk-$p.torrent" "$p" "http://198.18.0.1:6970/announce"
     torrents_json+="\"pex-$p\": \"$W/pex-$p.torrent\", \"trk-$p\": \"$W/trk-$p.torrent\", "
+    if [ "$COMPRESS" != none ]; then
+        # the seeder's compressed image: capture finds the same used blocks, so the same info-hash
+        "$DISKSWARM" capture "$IMG" -o "$W/cap-$p" --name sda1 --piece-size "$p" --compress "$COMPRESS" 2>"$W/cap-$p.err" >/dev/null ||
+            { cat "$W/cap-$p.err" >&2; exit 1; }
+        ih1=$("$DISKSWARM" info "$W/pex-$p.torrent" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["info_hash"])')
+        ih2=$("$DISKSWARM" info "$W/cap-$p/sda1.torrent" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["info_hash"])')
+        [ "$ih1" = "$ih2" ] || { echo "capture found other extents than ext4_used_extents ($ih1 / $ih2)" >&2; exit 1; }
+        zb=$(stat -c %s "$W/cap-$p/sda1.dsimg")
+        log "pieces $p: capture --compress $COMPRESS: $zb bytes for $USED (ratio $(awk -v a="$zb" -v b="$USED" 'BEGIN { printf "%.3f, %.2f:1", a / b, b / a }'))"
+        seed_from_json+="\"$p\": \"$W/cap-$p\", "
+    fi
 done
 mk_torrent "$W/aria2.torrent" "$ARIA2_PIECE" "http://198.18.0.1:6969/announce"
 ARIA2_IH=$("$DISKSWARM" info "$W/aria2.torrent" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["info_hash"])')
@@ -185,6 +213,7 @@ cat >"$CFG" <<EOF
  "image": "$IMG", "image_size": $(stat -c %s "$IMG"), "used": $USED, "rate_bps": $RATE_BPS,
  "packed": "$PACKED", "packed_sha256": "$PACKED_SHA", "ezio_dir": "$W/ezio", "name": "sda1",
  "torrents": { $torrents_json "aria2": "$W/aria2.torrent"}, "aria2_infohash": "$ARIA2_IH",
+ "seed_from": { ${seed_from_json%, } }, "image_kind": "$IMAGE", "compress": "$COMPRESS",
  "default_piece": "${PIECES%% *}", "udpcast_bitrate": "$UDP_BITRATE", "aria2_opts": $ARIA_OPTS,
  "netns": [${netns_json%,}], "addrs": [${addrs_json%,}], "veths": [${veths_json%,}]}
 EOF
@@ -211,7 +240,7 @@ for m in $METHODS; do
             log "run: $label N=$n"
             line=$("$PY" "$BENCH/lib/cluster_run.py" "$CFG" "$m" "$n" --label "${label//\//-}" ${p:+--piece "$p"} \
                 "${diag[@]}") || log "  $label N=$n did not complete (see $OUT/logs)"
-            [ -n "$line" ] && "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print("  %s N=%d: %s s (%.2fx limit %s s), CPU %s%% %s" % (r["method"], r["n"], r["seconds"], r["ratio"] or 0, r["limit"], r["cpu"], r["notes"]))' "$line" >&2
+            [ -n "$line" ] && "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print("  %s N=%d: %s s (%.2fx limit %s s), CPU %s%% (bg %s%%)%s %s" % (r["method"], r["n"], r["seconds"], r["ratio"] or 0, r["limit"], r["cpu"], r["bg_cpu"], ", wire/payload %s, decomp %s MB/s" % (r["wire_ratio"], r.get("decomp_mbps")) if "wire_ratio" in r else "", r["notes"]))' "$line" >&2
             if ((n == 16)) && [ -n "$line" ]; then
                 c=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["cpu"])' "$line")
                 awk -v c="$c" 'BEGIN { exit !(c > 85) }' && cpu16[$label]=high

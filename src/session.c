@@ -1168,6 +1168,10 @@ static void on_auth(struct session *s, struct sess_peer *p, const uint8_t *d, si
 static void on_zpiece(struct session *s, struct sess_peer *p, const uint8_t *d, size_t n, uint64_t now)
 {
     struct zp_msg zm;
+    if (!p->ds_zpiece_id) {
+        peer_close(p, "ds_zpiece message without offering ds_zpiece");
+        return;
+    }
     if (zp_parse(d, n, &zm) || zm.piece >= s->mi->num_pieces) {
         peer_close(p, "malformed ds_zpiece message");
         return;
@@ -1179,7 +1183,7 @@ static void on_zpiece(struct session *s, struct sess_peer *p, const uint8_t *d, 
         bool allowed = (!p->am_choking || in_set(p->fast_out, p->n_fast_out, zm.piece)) &&
                        (!s->super_active || bitfield_get(&p->revealed, zm.piece)) && bitfield_get(&s->have, zm.piece);
         if (!allowed) {
-            if (zp_put_simple(&p->out, p->ds_zpiece_id ? p->ds_zpiece_id : OUR_DS_ZPIECE_ID, ZP_REJECT, zm.piece))
+            if (zp_put_simple(&p->out, p->ds_zpiece_id, ZP_REJECT, zm.piece))
                 oom(s);
             mark_sent(p, now);
             return;

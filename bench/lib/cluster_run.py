@@ -274,6 +274,10 @@ def main():
     try:
         piece = a.piece or cfg["default_piece"]
         # ---------------- server side ----------------
+        plain = method == "diskswarm-plain"  # no compressed pieces on the wire, seed from the raw image
+        if plain:
+            method = "diskswarm"
+        zargs = ["--no-wire-compress"] if plain else []
         if method in ("diskswarm", "diskswarm-tracker", "diskswarm-mesh"):
             tkey = ("trk-" if method == "diskswarm-tracker" else "pex-") + piece
             torrent = cfg["torrents"][tkey]
@@ -283,8 +287,11 @@ def main():
                                  os.path.join(logdir, "tracker.out"), timeout=timeout + 60)
                 if not wait_listen(ns[0], 6970, 15, tr):
                     raise RuntimeError("diskswarm tracker did not start")
-            argv = [ds, "seed", torrent, "--from", cfg["image"], "--listen", f"{addr[0]}:6881", "--expect", str(n),
-                    "--json", "--seed-time", str(int(timeout + 30))]
+            src = cfg["image"] if plain else cfg.get("seed_from", {}).get(piece, cfg["image"])
+            argv = [ds, "seed", torrent, "--from", src, "--listen", f"{addr[0]}:6881", "--expect", str(n),
+                    "--json", "--seed-time", str(int(timeout + 30))] + zargs
+            if src != cfg["image"]:
+                notes.append("seed from " + os.path.basename(src) + " (" + cfg.get("compress", "") + ")")
             if method != "diskswarm-tracker":
                 argv.append("--no-tracker")
             argv += os.environ.get("CLUSTER_SEED_ARGS", "").split()
@@ -348,7 +355,7 @@ def main():
                 with open(tgt, "wb") as f:
                     f.truncate(cfg["image_size"])
                 argv = [ds, "fetch", torrent, "--to", tgt, "--listen", f"{addr[i]}:6881", "--expect", str(n),
-                        "--json", "--seed-time", str(int(timeout))]
+                        "--json", "--seed-time", str(int(timeout))] + zargs
                 if method != "diskswarm-tracker":
                     argv += ["--no-tracker", "--peer", f"{addr[0]}:6881"]
                 if method == "diskswarm-mesh":  # every other machine too: no wait for PEX
@@ -498,6 +505,22 @@ def main():
         for e in json_events(os.path.join(logdir, "server.out")):
             if e.get("type") == "done":
                 result["seed_uploaded"] = e.get("uploaded")
+                result["seed_wire_up"] = e.get("wire_up")
+        # bytes on the wire vs payload over all machines, and the decompression speed they saw
+        wd = pd = zd = 0
+        dec_s = 0.0
+        for i in range(1, n + 1):
+            for e in json_events(os.path.join(logdir, f"m{i}.out")):
+                if e.get("type") == "done":
+                    wd += e.get("wire_down") or 0
+                    pd += e.get("downloaded") or 0
+                    zd += e.get("zpieces_down") or 0
+                    dec_s += e.get("zdecomp_cpu_s") or 0
+        if pd:
+            result["wire_ratio"] = round(wd / pd, 3)
+            result["zpieces_down"] = zd
+            if dec_s > 0:
+                result["decomp_mbps"] = round(pd / 1e6 / dec_s)
     with open(cfg["results"], "a") as f:
         f.write(json.dumps(result) + "\n")
     print(json.dumps(result))
