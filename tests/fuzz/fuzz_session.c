@@ -217,6 +217,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.block_size = bs;
     cfg.out_watermark = 1024;
     cfg.seed = 42;
+    cfg.zpiece = true; /* ds_zpiece offered: peers whose extension handshake names it reach that code */
+    cfg.zlevel = 1;
+    cfg.zcache_bytes = 4096;
     struct ds_err e;
     if (session_init(&s, &cfg, &e))
         abort();

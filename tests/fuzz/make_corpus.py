@@ -160,11 +160,43 @@ def session_seeds():
           + chunk(b"", 0x7d) + chunk(b"", 0x7f))
 
 
+def zstd_frame(raw):
+    # the zstd command line records the content size, like the product's frames
+    import subprocess
+    return subprocess.run(["zstd", "-q", "-c", "-1"], input=raw, capture_output=True, check=True).stdout
+
+
+def zpiece_seeds():
+    # ds_zpiece (zpiece.h): our ext id for it is 3; payload type, u32 piece, [u32 raw_len, frame]
+    ext_hs = msg(20, b"\x00" + benc({"m": {"ut_pex": 1, "ds_zpiece": 9}, "p": 6881, "ds_maxreq": 131072}))
+    zero = zstd_frame(b"\0" * 128)
+    data0 = msg(20, b"\x03" + struct.pack(">BII", 1, 0, 128) + zero)
+    bomb = zstd_frame(b"\0" * 65536)
+    # fetcher: have-all, unchoke, the frame of piece 0 (all zeros: verifies), then a bomb, wrong sizes, junk
+    write("fuzz_session", "zpiece_fetch", bytes([0x02 | 0x04 | 0x08]) + chunk(ext_hs + msg(14)) +
+          chunk(msg(1), 1) + chunk(data0) +
+          chunk(msg(20, b"\x03" + struct.pack(">BII", 1, 3, 128) + bomb)) +
+          chunk(msg(20, b"\x03" + struct.pack(">BII", 1, 6, 127) + zero)) +
+          chunk(msg(20, b"\x03" + struct.pack(">BI", 2, 1)) + msg(20, b"\x03" + struct.pack(">BI", 3, 2)), 1))
+    # seeder: interested, compressed requests, a cancel, a request beyond the torrent
+    reqs = (msg(2) + b"".join(msg(20, b"\x03" + struct.pack(">BI", 0, i)) for i in range(9)) +
+            msg(20, b"\x03" + struct.pack(">BI", 4, 2)) + msg(20, b"\x03" + struct.pack(">BI", 0, 99)))
+    write("fuzz_session", "zpiece_seed", bytes([0x01 | 0x02 | 0x04 | 0x08]) + chunk(ext_hs + msg(15)) +
+          chunk(reqs, 1) + chunk(b"", 0x41))
+    # fuzz_zpiece: 2 bytes of expected size, then one payload
+    write("fuzz_zpiece", "data_ok", struct.pack(">H", 127) + struct.pack(">BII", 1, 0, 128) + zero)
+    write("fuzz_zpiece", "bomb", struct.pack(">H", 1023) + struct.pack(">BII", 1, 0, 1024) + bomb)
+    write("fuzz_zpiece", "text", struct.pack(">H", 4095) + struct.pack(">BII", 1, 5, 4096) +
+          zstd_frame((b"int main(void) { return 0; }\n" * 200)[:4096]))
+    write("fuzz_zpiece", "req", struct.pack(">H", 5) + struct.pack(">BI", 0, 7))
+
+
 def main():
     bencode_seeds()
     metainfo_seeds()
     tracker_seeds()
     session_seeds()
+    zpiece_seeds()
     return 0
 
 

@@ -27,7 +27,7 @@ CC=${CC:-clang}
 BUILD=${FUZZ_BUILD:-/tmp/diskswarm-fuzz-build}
 ART=${DS_ARTIFACTS:-/tmp/diskswarm-artifacts}/fuzz
 JOBS=${FUZZ_JOBS:-$(nproc)}
-LIBS=(-lcrypto -lcurl -lext2fs -lcom_err -lfdisk -lmicrohttpd -lpthread)
+LIBS=(-lcrypto -lcurl -lext2fs -lcom_err -lfdisk -lmicrohttpd -lzstd -lz -lpthread)
 COMMON=(-g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -std=gnu17 -I"$ROOT/src")
 # include paths of the libraries (libfdisk's header lives in a subdirectory)
 # shellcheck disable=SC2207
