@@ -31,7 +31,7 @@
 #include "store.h"
 
 #define ZP_EXT_NAME "ds_zpiece"
-#define ZP_MAX_PIECE (64u << 20)          /* pieces larger than this are never sent compressed */
+#define ZP_MAX_PIECE (4u << 20)           /* larger pieces go plain: a peer's input buffer holds one whole frame */
 #define ZP_DEFAULT_CACHE_MIB 64u
 #define ZP_DEFAULT_LEVEL 1                /* compression on the fly: zstd's fastest regular level */
 
