@@ -281,10 +281,9 @@ int zpiece_frame_for(struct zpiece *z, struct store *st, uint32_t piece, const u
             *frame = z->stored;
             return 1;
         }
-        if (!is_zstd) { /* stored raw because it did not compress */
-            bitfield_set(&z->incompressible, piece);
-            return 0;
-        }
+        /* stored raw because it did not compress, or stored compressed but not enough: level 1 would not do better */
+        bitfield_set(&z->incompressible, piece);
+        return 0;
     }
     if (z->level <= 0 || !z->cctx)
         return 0;
