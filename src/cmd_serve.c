@@ -27,6 +27,7 @@
 #include "manifest.h"
 #include "metainfo.h"
 #include "net.h"
+#include "netboot.h"
 #include "peer_run.h"
 #include "serve_device.h"
 #include "store.h"
@@ -61,6 +62,7 @@ struct serve {
     struct tracker_state *ts;
     pthread_mutex_t mu;
     atomic_bool stop;
+    struct netboot *nb;          /* --netboot: DHCP/TFTP (dnsmasq) and the /netboot/ routes */
 };
 
 static void usage(FILE *f)
@@ -84,7 +86,17 @@ static void usage(FILE *f)
           "  --verbose              log peer connections\n"
           "  --no-super-seed        show every machine every piece at once (by default each machine is\n"
           "                         shown a few never-sent pieces at a time, so the server's uplink sends\n"
-          "                         each piece about once and the machines trade the rest)\n",
+          "                         each piece about once and the machines trade the rest)\n"
+          "network boot (blank machines boot, deploy, reboot into the image; see netboot/README.md):\n"
+          "  --netboot BOOTDIR      also answer network boot (dnsmasq: DHCP/proxy DHCP + TFTP) and serve\n"
+          "                         BOOTDIR/vmlinuz + initrd.img (made by netboot/build-bootenv.sh)\n"
+          "  --netboot-addr ADDR    this server's IPv4 address as the machines reach it (default: --listen's)\n"
+          "  --dhcp-range START,END[,MASK]  be the DHCP server for this range (default: proxy DHCP beside\n"
+          "                         the network's own DHCP server)\n"
+          "  --netboot-iface IFACE  answer DHCP on this interface only\n"
+          "  --netboot-disk DEV     the disk the machines deploy to (default: auto, the first fixed disk)\n"
+          "  --netboot-then reboot|poweroff   after a successful deploy (default reboot: into the image)\n"
+          "  --netboot-args TEXT    more kernel command line for the deploy environment\n",
           f);
 }
 
@@ -145,9 +157,9 @@ static void deploy_json(struct serve *sv, struct buf *out)
 static bool extra(void *ctx, const char *path, size_t plen, const char *query, size_t qlen,
                   struct tracker_http_reply *r)
 {
-    (void)query;
-    (void)qlen;
     struct serve *sv = ctx;
+    if (netboot_http(sv->nb, path, plen, query, qlen, r))
+        return true;
     if (path_eq(path, plen, "/manifest.json")) {
         r->content_type = "application/json";
         copy_buf(r, &sv->manifest_json);
@@ -202,13 +214,17 @@ static int split_listen(const char *listen, char *host, size_t hl, unsigned *por
 int cmd_serve(int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_PEERPORT, O_EXPECT, O_SEEDTIME, O_ALLOW, O_SECRET, O_JSON, O_VERBOSE, O_NOSUPER, O_HELP,
-           O_STATEDIR };
+           O_STATEDIR, O_NETBOOT, O_NB_ADDR, O_NB_RANGE, O_NB_IFACE, O_NB_DISK, O_NB_THEN, O_NB_ARGS };
     static const struct option lo[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"peer-port", required_argument, 0, O_PEERPORT},
         {"expect", required_argument, 0, O_EXPECT},   {"seed-time", required_argument, 0, O_SEEDTIME},
         {"allow", required_argument, 0, O_ALLOW},     {"secret-file", required_argument, 0, O_SECRET},
         {"json", no_argument, 0, O_JSON},             {"verbose", no_argument, 0, O_VERBOSE},
         {"no-super-seed", no_argument, 0, O_NOSUPER}, {"state-dir", required_argument, 0, O_STATEDIR},
+        {"netboot", required_argument, 0, O_NETBOOT}, {"netboot-addr", required_argument, 0, O_NB_ADDR},
+        {"dhcp-range", required_argument, 0, O_NB_RANGE}, {"netboot-iface", required_argument, 0, O_NB_IFACE},
+        {"netboot-disk", required_argument, 0, O_NB_DISK}, {"netboot-then", required_argument, 0, O_NB_THEN},
+        {"netboot-args", required_argument, 0, O_NB_ARGS},
         {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0},
     };
     const char *listen = "0.0.0.0:6969", *secret = NULL, *state_dir = NULL;
@@ -217,6 +233,8 @@ int cmd_serve(int argc, char **argv)
     int64_t seed_time = -1;
     uint64_t expect = 0, peer_port = 0, v;
     bool json = false, verbose = false, super_seed = true;
+    struct netboot_config nbc;
+    memset(&nbc, 0, sizeof nbc);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -255,6 +273,13 @@ int cmd_serve(int argc, char **argv)
         case O_VERBOSE: verbose = true; break;
         case O_NOSUPER: super_seed = false; break;
         case O_STATEDIR: state_dir = optarg; break;
+        case O_NETBOOT: nbc.boot_dir = optarg; break;
+        case O_NB_ADDR: nbc.server_addr = optarg; break;
+        case O_NB_RANGE: nbc.dhcp_range = optarg; break;
+        case O_NB_IFACE: nbc.iface = optarg; break;
+        case O_NB_DISK: nbc.disk = optarg; break;
+        case O_NB_THEN: nbc.then = optarg; break;
+        case O_NB_ARGS: nbc.kernel_args = optarg; break;
         case O_HELP:
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
@@ -275,6 +300,22 @@ int cmd_serve(int argc, char **argv)
     unsigned http_port;
     if (split_listen(listen, host, sizeof host, &http_port)) {
         cli_error("serve: --listen wants ADDR:PORT, not '%s'", listen);
+        return EXIT_USAGE;
+    }
+    if (nbc.boot_dir) {
+        if (!nbc.server_addr && (!strcmp(host, "0.0.0.0") || !strcmp(host, "[::]") || host[0] == '[')) {
+            cli_error("serve: --netboot needs --netboot-addr ADDR (the IPv4 address machines reach) with this --listen");
+            return EXIT_USAGE;
+        }
+        if (!http_port) {
+            cli_error("serve: --netboot needs a fixed HTTP port in --listen");
+            return EXIT_USAGE;
+        }
+        if (!nbc.server_addr)
+            nbc.server_addr = host;
+        nbc.http_port = http_port;
+    } else if (nbc.server_addr || nbc.dhcp_range || nbc.iface || nbc.disk || nbc.then || nbc.kernel_args) {
+        cli_error("serve: the --netboot-* and --dhcp-range options go with --netboot BOOTDIR");
         return EXIT_USAGE;
     }
     /* serve DEVICE: capture it on the fly, then serve that capture from the device itself */
@@ -392,6 +433,10 @@ int cmd_serve(int argc, char **argv)
         snprintf(t->listen, sizeof t->listen, "%s:%u", host, (unsigned)(sv.peer_port + i));
     }
 
+    if (nbc.boot_dir && netboot_start(&sv.nb, &nbc, &e)) {
+        cli_error("serve: %s", e.msg);
+        goto out;
+    }
     struct tracker_http_config hc = {.listen = listen, .extra_handler = extra, .extra_ctx = &sv};
     if (tracker_http_start(&http, sv.ts, &sv.mu, &hc, &e)) {
         cli_error("serve: %s", e.msg);
@@ -460,6 +505,11 @@ int cmd_serve(int argc, char **argv)
                 sv.t[i].started = false;
                 dead = true;
             }
+        if (sv.nb && !netboot_alive(sv.nb)) {
+            cli_error("serve: dnsmasq (network boot) stopped (see above)");
+            reason = "dnsmasq stopped";
+            break;
+        }
         if (dead) {
             cli_error("serve: a seeder stopped (see above)");
             reason = "seeder failed";
@@ -498,7 +548,7 @@ int cmd_serve(int argc, char **argv)
         } else if (sv.t[i].rc) {
             rc = 1;
         }
-    if (!strcmp(reason, "seeder failed"))
+    if (!strcmp(reason, "seeder failed") || !strcmp(reason, "dnsmasq stopped"))
         rc = 1;
     if (json) {
         printf("{\"type\":\"done\",\"role\":\"serve\",\"ok\":%s,\"reason\":\"%s\",\"machines_complete\":%u}\n",
@@ -512,6 +562,7 @@ out:
         if (sv.t[i].started)
             pthread_join(sv.t[i].th, NULL);
     tracker_http_stop(http);
+    netboot_stop(sv.nb);
     for (size_t i = 0; i < sv.n; i++) {
         store_close(&sv.t[i].st);
         extent_map_free(&sv.t[i].map);

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# timeout: 720
+# netboot_qemu.sh — bare metal for real, in QEMU (KVM where /dev/kvm works, plain TCG emulation otherwise):
+#   two_machines_and_a_small_one: the client boot environment is built from Debian packages
+#     (netboot/build-bootenv.sh), a small BIOS-bootable GPT disk (gptmbr + extlinux, Debian kernel, a root
+#     filesystem whose init prints a marker with a random token on ttyS0) is captured and served with
+#     `serve --netboot --dhcp-range` in one network namespace; three QEMU machines on a bridge in another
+#     namespace, each with a blank virtual disk and network boot first, power on together. Two (64 MiB disks)
+#     boot over the network (iPXE ROM → DHCP from serve's dnsmasq → boot script, kernel and initramfs over HTTP),
+#     deploy, reboot, are told to boot from their disk, and print the marker with the token from /dev/vda1; the
+#     test measures power-on → marker for each. The third has a 24 MiB disk: its console and the server's
+#     /netboot.json say the disk is too small, and the disk stays all zeros.
+# Everything (namespaces, bridge, taps, QEMU, serve, dnsmasq) is removed on exit.
+set -euo pipefail
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/netboot.sh"
+ds_init
+
+NB_WAIT=${NB_WAIT:-480}   # seconds for every machine to show its marker (TCG on 2 shared cores)
+
+curl_srv() { ip netns exec "$SRV" curl -fsS --max-time 5 "$@"; }
+
+two_machines_and_a_small_one() {
+    need_root
+    local t
+    for t in qemu-system-x86_64 dnsmasq extlinux busybox cpio modprobe sfdisk curl; do
+        command -v "$t" >/dev/null || skip "$t missing (tests/deps.txt)"
+    done
+    [ -e /usr/share/qemu/pxe-virtio.rom ] || [ -e /usr/lib/ipxe/qemu/pxe-virtio.rom ] || skip "ipxe-qemu missing"
+    [ -e /usr/lib/syslinux/mbr/gptmbr.bin ] || skip "syslinux-common missing"
+    [ -c /dev/net/tun ] || skip "no /dev/net/tun"
+    local accel=tcg
+    [ -w /dev/kvm ] && accel=kvm
+    ds_log "  accelerator: $accel"
+
+    local t0 boot=$DS_TMP/boot token
+    t0=$(date +%s)
+    nb_bootenv "$boot" || fail "build-bootenv failed"
+    token=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    nb_bootable_disk "$DS_TMP/golden.img" "$token" || fail "cannot build the bootable disk"
+    "$DISKSWARM" capture "$DS_TMP/golden.img" -o "$DS_TMP/image" --store >"$DS_TMP/capture.log" 2>&1 ||
+        { cat "$DS_TMP/capture.log" >&2; fail "capture failed"; }
+    ds_log "  boot environment, bootable disk and capture ready in $(( $(date +%s) - t0 )) s"
+
+    # network: serve in $SRV (198.18.0.1), machines' taps on a bridge in $LAN, a veth between them
+    SRV=dsnb-srv-$$ LAN=dsnb-lan-$$
+    ip netns add "$SRV"; ds_track_netns "$SRV"
+    ip netns add "$LAN"; ds_track_netns "$LAN"
+    ip -n "$LAN" link add br0 type bridge
+    ip -n "$LAN" link set br0 up
+    ip -n "$LAN" link set lo up
+    ip link add "nbs$$" type veth peer name "nbl$$"
+    ds_track_link "nbs$$"
+    ip link set "nbs$$" netns "$SRV"
+    ip link set "nbl$$" netns "$LAN"
+    ip -n "$SRV" link set "nbs$$" name eth0
+    ip -n "$SRV" addr add 198.18.0.1/24 dev eth0
+    ip -n "$SRV" link set eth0 up
+    ip -n "$SRV" link set lo up
+    ip -n "$LAN" link set "nbl$$" master br0 up
+    local i
+    for i in 1 2 3; do
+        ip -n "$LAN" tuntap add "tap$i" mode tap
+        ip -n "$LAN" link set "tap$i" master br0 up
+    done
+
+    ds_bg "$DS_TMP/serve.log" ip netns exec "$SRV" "$DISKSWARM" serve "$DS_TMP/image" --listen 198.18.0.1:6969 \
+        --netboot "$boot" --dhcp-range 198.18.0.100,198.18.0.150,255.255.255.0,1h --netboot-iface eth0 \
+        --netboot-args quiet --expect 2 --seed-time 900
+    local serve_pid=$DS_BG_PID
+    wait_port 6969 20 "$SRV" || { cat "$DS_TMP/serve.log" >&2; fail "serve --netboot did not start"; }
+
+    # three blank machines: two big enough, one too small
+    local -a mac=(x 52:54:00:d5:00:01 52:54:00:d5:00:02 52:54:00:d5:00:03) size=(x 64M 64M 24M) on=() seen=()
+    for i in 1 2 3; do
+        truncate -s "${size[$i]}" "$DS_TMP/m$i.img"
+        mapfile -t cmd < <(nb_qemu_cmd "$DS_TMP/m$i.serial" "$DS_TMP/m$i.img" "${mac[$i]}" "tap$i" 512)
+        on[$i]=$(date +%s.%N)
+        ds_bg "$DS_TMP/m$i.qemu.log" ip netns exec "$LAN" "${cmd[@]}"
+        eval "qpid$i=\$DS_BG_PID"
+    done
+
+    # wait: markers on 1 and 2, the failure on 3 (then that machine is switched off)
+    local deadline=$(( $(date +%s) + NB_WAIT )) small_done=0 n=0
+    while [ "$(date +%s)" -lt "$deadline" ] && [ $n -lt $((NB_WAIT * 2)) ]; do
+        n=$((n + 1))
+        for i in 1 2; do
+            if [ -z "${seen[$i]:-}" ] && grep -q "DISKSWARM-DISK-BOOT-MARKER" "$DS_TMP/m$i.serial" 2>/dev/null; then
+                seen[$i]=$(date +%s.%N)
+                ds_log "  machine $i: marker after $(echo "${seen[$i]} - ${on[$i]}" | bc | xargs printf '%.0f') s"
+            fi
+        done
+        if [ $small_done = 0 ] && grep -q "DEPLOY FAILED" "$DS_TMP/m3.serial" 2>/dev/null; then
+            small_done=1
+            sleep 2   # its report to the server goes out right after the console message
+            kill_and_wait "$qpid3" 10 || true
+            ds_log "  machine 3 (24 MiB disk): failure shown after $(echo "$(date +%s.%N) - ${on[3]}" | bc | xargs printf '%.0f') s"
+        fi
+        [ -n "${seen[1]:-}" ] && [ -n "${seen[2]:-}" ] && [ $small_done = 1 ] && break
+        kill -0 "$serve_pid" 2>/dev/null || { tail -20 "$DS_TMP/serve.log" >&2; fail "serve died"; }
+        sleep 0.5
+    done
+    curl_srv http://198.18.0.1:6969/netboot.json >"$DS_TMP/netboot.json" || true
+    for i in 1 2; do
+        [ -n "${seen[$i]:-}" ] || {
+            ds_log "  --- machine $i serial console (last 40 lines):"; tail -40 "$DS_TMP/m$i.serial" >&2
+            ds_log "  --- serve (last 30 lines):"; tail -30 "$DS_TMP/serve.log" >&2
+            fail "machine $i showed no marker within $NB_WAIT s"; }
+        grep -q "DISKSWARM-DISK-BOOT-MARKER $token root=/dev/vda1" "$DS_TMP/m$i.serial" ||
+            fail "machine $i: marker without the token or not from /dev/vda1: $(grep MARKER "$DS_TMP/m$i.serial")"
+        grep -q "diskswarm: deploy of /dev/vda complete" "$DS_TMP/m$i.serial" ||
+            fail "machine $i booted the marker without a deploy on its console"
+    done
+    [ $small_done = 1 ] || { tail -40 "$DS_TMP/m3.serial" >&2; fail "machine 3 (too small disk) showed no failure"; }
+    grep -q "DEPLOY FAILED: .*too small" "$DS_TMP/m3.serial" ||
+        fail "machine 3's console does not say the disk is too small: $(grep 'DEPLOY FAILED' "$DS_TMP/m3.serial" | head -1)"
+    cmp -s -n $((24 << 20)) "$DS_TMP/m3.img" /dev/zero || fail "machine 3's too small disk was written to"
+    "$DS_PY" - "$DS_TMP/netboot.json" "${mac[1]}" "${mac[2]}" "${mac[3]}" <<'EOF' || fail "netboot.json: $(cat "$DS_TMP/netboot.json")"
+import json, sys
+d = {m["mac"]: m for m in json.load(open(sys.argv[1]))["machines"]}
+for mac in sys.argv[2:4]:
+    assert d[mac]["deployed"] and d[mac]["state"] == "local-boot", d[mac]
+small = d[sys.argv[4]]
+assert small["state"] == "failed" and "too small" in small["message"] and not small["deployed"], small
+EOF
+    # the deployed disks: a valid GPT, its backup moved to the end of the larger disk
+    for i in 1 2; do
+        wait_for_exit "$(eval echo "\$qpid$i")" 60 || true
+        sfdisk --verify "$DS_TMP/m$i.img" >"$DS_TMP/m$i.verify" 2>&1 ||
+            { cat "$DS_TMP/m$i.verify" >&2; fail "machine $i's disk: sfdisk --verify"; }
+    done
+    grep -q "too small" <(curl_srv http://198.18.0.1:6969/netboot.json) || fail "dashboard data lost the failure"
+    local t1 t2
+    t1=$(echo "${seen[1]} - ${on[1]}" | bc | xargs printf '%.0f')
+    t2=$(echo "${seen[2]} - ${on[2]}" | bc | xargs printf '%.0f')
+    ds_log "  netboot ($accel): power-on to marker: machine 1 $t1 s, machine 2 $t2 s"
+}
+
+ds_case two_machines_and_a_small_one two_machines_and_a_small_one
+ds_finish
