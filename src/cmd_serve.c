@@ -94,6 +94,8 @@ static void usage(FILE *f)
           "  --dhcp-range START,END[,MASK]  be the DHCP server for this range (default: proxy DHCP beside\n"
           "                         the network's own DHCP server)\n"
           "  --netboot-iface IFACE  answer DHCP on this interface only\n"
+          "  --netboot-no-dhcp      no dnsmasq: your DHCP server sends iPXE to\n"
+          "                         http://ADDR:PORT/netboot/boot.ipxe itself\n"
           "  --netboot-disk DEV     the disk the machines deploy to (default: auto, the first fixed disk)\n"
           "  --netboot-then reboot|poweroff   after a successful deploy (default reboot: into the image)\n"
           "  --netboot-args TEXT    more kernel command line for the deploy environment\n",
@@ -214,7 +216,7 @@ static int split_listen(const char *listen, char *host, size_t hl, unsigned *por
 int cmd_serve(int argc, char **argv)
 {
     enum { O_LISTEN = 256, O_PEERPORT, O_EXPECT, O_SEEDTIME, O_ALLOW, O_SECRET, O_JSON, O_VERBOSE, O_NOSUPER, O_HELP,
-           O_STATEDIR, O_NETBOOT, O_NB_ADDR, O_NB_RANGE, O_NB_IFACE, O_NB_DISK, O_NB_THEN, O_NB_ARGS };
+           O_STATEDIR, O_NETBOOT, O_NB_ADDR, O_NB_RANGE, O_NB_IFACE, O_NB_DISK, O_NB_THEN, O_NB_ARGS, O_NB_NODHCP };
     static const struct option lo[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"peer-port", required_argument, 0, O_PEERPORT},
         {"expect", required_argument, 0, O_EXPECT},   {"seed-time", required_argument, 0, O_SEEDTIME},
@@ -224,7 +226,7 @@ int cmd_serve(int argc, char **argv)
         {"netboot", required_argument, 0, O_NETBOOT}, {"netboot-addr", required_argument, 0, O_NB_ADDR},
         {"dhcp-range", required_argument, 0, O_NB_RANGE}, {"netboot-iface", required_argument, 0, O_NB_IFACE},
         {"netboot-disk", required_argument, 0, O_NB_DISK}, {"netboot-then", required_argument, 0, O_NB_THEN},
-        {"netboot-args", required_argument, 0, O_NB_ARGS},
+        {"netboot-args", required_argument, 0, O_NB_ARGS}, {"netboot-no-dhcp", no_argument, 0, O_NB_NODHCP},
         {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0},
     };
     const char *listen = "0.0.0.0:6969", *secret = NULL, *state_dir = NULL;
@@ -280,6 +282,7 @@ int cmd_serve(int argc, char **argv)
         case O_NB_DISK: nbc.disk = optarg; break;
         case O_NB_THEN: nbc.then = optarg; break;
         case O_NB_ARGS: nbc.kernel_args = optarg; break;
+        case O_NB_NODHCP: nbc.no_dhcp = true; break;
         case O_HELP:
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
@@ -314,7 +317,8 @@ int cmd_serve(int argc, char **argv)
         if (!nbc.server_addr)
             nbc.server_addr = host;
         nbc.http_port = http_port;
-    } else if (nbc.server_addr || nbc.dhcp_range || nbc.iface || nbc.disk || nbc.then || nbc.kernel_args) {
+    } else if (nbc.server_addr || nbc.dhcp_range || nbc.iface || nbc.disk || nbc.then || nbc.kernel_args ||
+               nbc.no_dhcp) {
         cli_error("serve: the --netboot-* and --dhcp-range options go with --netboot BOOTDIR");
         return EXIT_USAGE;
     }

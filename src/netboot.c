@@ -460,7 +460,7 @@ int netboot_start(struct netboot **out, const struct netboot_config *c, struct d
         return ds_errf(e, "out of memory");
     }
     if (load_file(c->boot_dir, "vmlinuz", &nb->kernel, e) || load_file(c->boot_dir, "initrd.img", &nb->initrd, e) ||
-        spawn_dnsmasq(nb, e)) {
+        (!c->no_dhcp && spawn_dnsmasq(nb, e))) {
         netboot_stop(nb);
         return -1;
     }
@@ -470,7 +470,11 @@ int netboot_start(struct netboot **out, const struct netboot_config *c, struct d
 
 bool netboot_alive(struct netboot *nb)
 {
-    if (!nb || !nb->pid)
+    if (!nb)
+        return false;
+    if (nb->c.no_dhcp)
+        return true;
+    if (!nb->pid)
         return false;
     int st;
     if (waitpid(nb->pid, &st, WNOHANG) == nb->pid) {

@@ -32,16 +32,17 @@ struct netboot_config {
     const char *kernel_args;   /* more kernel command line (NULL: none) */
     const char *dnsmasq;       /* program (NULL: "dnsmasq" on PATH) */
     const char *tftp_root;     /* directory with undionly.kpxe (NULL: /usr/lib/ipxe when it has it) */
+    bool no_dhcp;              /* start no dnsmasq: the site's own DHCP server points iPXE at /netboot/boot.ipxe */
 };
 
 struct netboot;
 
-/* Loads the boot files, starts dnsmasq and checks it is still running shortly after. */
+/* Loads the boot files, starts dnsmasq (unless no_dhcp) and checks it is still running shortly after. */
 int netboot_start(struct netboot **out, const struct netboot_config *c, struct ds_err *e);
 /* The HTTP routes above; false when the path is not one of them. */
 bool netboot_http(struct netboot *nb, const char *path, size_t plen, const char *query, size_t qlen,
                   struct tracker_http_reply *r);
-/* false once dnsmasq has exited by itself (its messages went to stderr). */
+/* false once dnsmasq has exited by itself (its messages went to stderr); true with no_dhcp. */
 bool netboot_alive(struct netboot *nb);
 /* Stops dnsmasq (SIGTERM, then SIGKILL after 3 s) and frees everything. NULL is fine. */
 void netboot_stop(struct netboot *nb);
