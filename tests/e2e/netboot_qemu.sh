@@ -9,7 +9,8 @@
 #     boot over the network (iPXE ROM → DHCP from serve's dnsmasq → boot script, kernel and initramfs over HTTP),
 #     deploy, reboot, are told to boot from their disk, and print the marker with the token from /dev/vda1; the
 #     test measures power-on → marker for each. The third has a 24 MiB disk: its console and the server's
-#     /netboot.json say the disk is too small, and the disk stays all zeros.
+#     /netboot.json (and the dashboard page, in headless Chromium) say the disk is too small, and the disk
+#     stays all zeros.
 # Everything (namespaces, bridge, taps, QEMU, serve, dnsmasq) is removed on exit.
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
@@ -130,6 +131,20 @@ EOF
             { cat "$DS_TMP/m$i.verify" >&2; fail "machine $i's disk: sfdisk --verify"; }
     done
     grep -q "too small" <(curl_srv http://198.18.0.1:6969/netboot.json) || fail "dashboard data lost the failure"
+    # the dashboard page shows the network-boot table (headless Chromium inside the server's namespace)
+    if command -v chromium >/dev/null; then
+        local prof
+        prof=$(mktemp -d "$DS_TMP/chrome.XXXXXX")
+        timeout -k 5 60 ip netns exec "$SRV" chromium --headless --no-sandbox --disable-gpu --disable-quic \
+            --no-first-run --disable-background-networking --disable-component-update --disable-sync \
+            --disable-dev-shm-usage --user-data-dir="$prof" --virtual-time-budget=2500 \
+            --dump-dom http://198.18.0.1:6969/ >"$DS_TMP/dom.html" 2>>"$DS_TMP/chrome.log" || fail "chromium failed"
+        grep -q "data-mac=\"${mac[3]}\" data-state=\"failed\"" "$DS_TMP/dom.html" ||
+            fail "the dashboard shows no failed row for machine 3"
+        grep -q "is too small" "$DS_TMP/dom.html" || fail "the dashboard does not show the failure message"
+        grep -q "data-mac=\"${mac[1]}\" data-state=\"local-boot\"" "$DS_TMP/dom.html" ||
+            fail "the dashboard does not show machine 1 as booted from its disk"
+    fi
     local t1 t2
     t1=$(echo "${seen[1]} - ${on[1]}" | bc | xargs printf '%.0f')
     t2=$(echo "${seen[2]} - ${on[2]}" | bc | xargs printf '%.0f')
