@@ -98,7 +98,9 @@ static void usage(FILE *f)
           "                         http://ADDR:PORT/netboot/boot.ipxe itself\n"
           "  --netboot-disk DEV     the disk the machines deploy to (default: auto, the first fixed disk)\n"
           "  --netboot-then reboot|poweroff   after a successful deploy (default reboot: into the image)\n"
-          "  --netboot-args TEXT    more kernel command line for the deploy environment\n",
+          "  --netboot-args TEXT    more kernel command line for the deploy environment\n"
+          "  with --expect N, serve exits once N machines have network-booted again after their deploy and\n"
+          "  were told to boot from their disk (at most 300 s after the swarm completed), + --seed-time\n",
           f);
 }
 
@@ -484,7 +486,7 @@ int cmd_serve(int argc, char **argv)
         fflush(stdout);
     }
 
-    uint64_t t0 = net_now_ms(), t_done = 0;
+    uint64_t t0 = net_now_ms(), t_done = 0, t_nb_done = 0;
     uint32_t last_done = 0;
     const char *reason = "signal";
     for (;;) {
@@ -531,8 +533,14 @@ int cmd_serve(int argc, char **argv)
         if (expect) {
             if (!t_done && done >= expect)
                 t_done = now;
+            /* --netboot: done once the machines came back and were told to boot their disk (or after at most
+             * NETBOOT_REBOOT_WAIT_S), so their reboot still finds the DHCP and boot-script answers */
+            if (t_done && sv.nb && !t_nb_done &&
+                (netboot_local_boots(sv.nb) >= expect || now - t_done >= NETBOOT_REBOOT_WAIT_S * 1000u))
+                t_nb_done = now;
+            uint64_t t_end = sv.nb ? t_nb_done : t_done;
             int64_t linger = seed_time >= 0 ? seed_time : 5;
-            if (t_done && now - t_done >= (uint64_t)linger * 1000u) {
+            if (t_end && now - t_end >= (uint64_t)linger * 1000u) {
                 reason = "swarm complete";
                 break;
             }

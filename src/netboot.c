@@ -468,6 +468,19 @@ int netboot_start(struct netboot **out, const struct netboot_config *c, struct d
     return 0;
 }
 
+size_t netboot_local_boots(struct netboot *nb)
+{
+    size_t k = 0;
+    if (!nb)
+        return 0;
+    pthread_mutex_lock(&nb->mu);
+    for (size_t i = 0; i < nb->n; i++)
+        if (nb->m[i].deployed && !strcmp(nb->m[i].state, "local-boot"))
+            k++;
+    pthread_mutex_unlock(&nb->mu);
+    return k;
+}
+
 bool netboot_alive(struct netboot *nb)
 {
     if (!nb)

@@ -44,6 +44,9 @@ bool netboot_http(struct netboot *nb, const char *path, size_t plen, const char 
                   struct tracker_http_reply *r);
 /* false once dnsmasq has exited by itself (its messages went to stderr); true with no_dhcp. */
 bool netboot_alive(struct netboot *nb);
+/* Machines that reported a finished deploy and have since network-booted again (told to boot their disk). */
+size_t netboot_local_boots(struct netboot *nb);
+#define NETBOOT_REBOOT_WAIT_S 300   /* serve --expect: longest wait for the machines' reboot after the swarm */
 /* Stops dnsmasq (SIGTERM, then SIGKILL after 3 s) and frees everything. NULL is fine. */
 void netboot_stop(struct netboot *nb);
 

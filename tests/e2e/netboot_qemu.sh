@@ -8,7 +8,7 @@
 #     namespace, each with a blank virtual disk and network boot first, power on together. Two (64 MiB disks)
 #     boot over the network (iPXE ROM → DHCP from serve's dnsmasq → boot script, kernel and initramfs over HTTP),
 #     deploy, reboot, are told to boot from their disk, and print the marker with the token from /dev/vda1; the
-#     test measures power-on → marker for each. The third has a 24 MiB disk: its console and the server's
+#     test measures power-on → marker for each; serve --expect 2 then exits 0 by itself. The third has a 24 MiB disk: its console and the server's
 #     /netboot.json (and the dashboard page, in headless Chromium) say the disk is too small, and the disk
 #     stays all zeros.
 # Everything (namespaces, bridge, taps, QEMU, serve, dnsmasq) is removed on exit.
@@ -67,7 +67,7 @@ two_machines_and_a_small_one() {
 
     ds_bg "$DS_TMP/serve.log" ip netns exec "$SRV" "$DISKSWARM" serve "$DS_TMP/image" --listen 198.18.0.1:6969 \
         --netboot "$boot" --dhcp-range 198.18.0.100,198.18.0.150,255.255.255.0,1h --netboot-iface eth0 \
-        --netboot-args quiet --expect 2 --seed-time 900
+        --netboot-args quiet --expect 2 --seed-time 60
     local serve_pid=$DS_BG_PID
     wait_port 6969 20 "$SRV" || { cat "$DS_TMP/serve.log" >&2; fail "serve --netboot did not start"; }
 
@@ -145,6 +145,9 @@ EOF
         grep -q "data-mac=\"${mac[1]}\" data-state=\"local-boot\"" "$DS_TMP/dom.html" ||
             fail "the dashboard does not show machine 1 as booted from its disk"
     fi
+    # serve --expect 2 ends by itself: both machines came back and were told to boot their disk, + 60 s
+    wait_for_exit "$serve_pid" 120 || { tail -20 "$DS_TMP/serve.log" >&2; fail "serve did not exit 0 after the swarm"; }
+    grep -q "stopping (swarm complete), 2 machine" "$DS_TMP/serve.log" || fail "serve stopped for another reason"
     local t1 t2
     t1=$(echo "${seen[1]} - ${on[1]}" | bc | xargs printf '%.0f')
     t2=$(echo "${seen[2]} - ${on[2]}" | bc | xargs printf '%.0f')

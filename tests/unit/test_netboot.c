@@ -138,6 +138,7 @@ TEST(routes)
     CHECK(b && strstr(b, "\"state\":\"local-boot\""));
     CHECK(b && strstr(b, "\"deployed\":true,\"boots\":3"));
     CHECK(b && strstr(b, "\"mac\":\"52:54:00:00:00:02\""));
+    CHECK_EQ_INT(netboot_local_boots(nb), 1);
     netboot_stop(nb);
 }
 
