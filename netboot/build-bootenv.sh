@@ -42,7 +42,7 @@ for t in apt-get apt-cache dpkg-deb depmod modprobe cpio gzip ldd; do
     command -v "$t" >/dev/null || { echo "build-bootenv: $t missing (apt-get install kmod cpio ...)" >&2; exit 1; }
 done
 busybox=/bin/busybox
-"$busybox" --help 2>&1 | head -1 | grep -q BusyBox && ! ldd "$busybox" >/dev/null 2>&1 ||
+{ [ -x "$busybox" ] && "$busybox" true && ! ldd "$busybox" >/dev/null 2>&1; } ||
     { echo "build-bootenv: $busybox is not a static busybox (apt-get install busybox-static)" >&2; exit 1; }
 
 # --- the kernel package, unpacked once into the cache

@@ -72,7 +72,7 @@ two_machines_and_a_small_one() {
     wait_port 6969 20 "$SRV" || { cat "$DS_TMP/serve.log" >&2; fail "serve --netboot did not start"; }
 
     # three blank machines: two big enough, one too small
-    local -a mac=(x 52:54:00:d5:00:01 52:54:00:d5:00:02 52:54:00:d5:00:03) size=(x 64M 64M 24M) on=() seen=()
+    local -a mac=(x 52:54:00:d5:00:01 52:54:00:d5:00:02 52:54:00:d5:00:03) size=(x 64M 64M 24M) on=() seen=() envup=() deployed=()
     for i in 1 2 3; do
         truncate -s "${size[$i]}" "$DS_TMP/m$i.img"
         mapfile -t cmd < <(nb_qemu_cmd "$DS_TMP/m$i.serial" "$DS_TMP/m$i.img" "${mac[$i]}" "tap$i" 512)
@@ -86,6 +86,13 @@ two_machines_and_a_small_one() {
     while [ "$(date +%s)" -lt "$deadline" ] && [ $n -lt $((NB_WAIT * 2)) ]; do
         n=$((n + 1))
         for i in 1 2; do
+            # phases, for the closing note: deploy environment up, deploy finished
+            if [ -z "${envup[$i]:-}" ] && grep -q "diskswarm: boot environment up" "$DS_TMP/m$i.serial" 2>/dev/null; then
+                envup[$i]=$(date +%s.%N)
+            fi
+            if [ -z "${deployed[$i]:-}" ] && grep -q "diskswarm: deploy of /dev/vda complete" "$DS_TMP/m$i.serial" 2>/dev/null; then
+                deployed[$i]=$(date +%s.%N)
+            fi
             if [ -z "${seen[$i]:-}" ] && grep -q "DISKSWARM-DISK-BOOT-MARKER" "$DS_TMP/m$i.serial" 2>/dev/null; then
                 seen[$i]=$(date +%s.%N)
                 ds_log "  machine $i: marker after $(echo "${seen[$i]} - ${on[$i]}" | bc | xargs printf '%.0f') s"
@@ -148,10 +155,12 @@ EOF
     # serve --expect 2 ends by itself: both machines came back and were told to boot their disk, + 60 s
     wait_for_exit "$serve_pid" 120 || { tail -20 "$DS_TMP/serve.log" >&2; fail "serve did not exit 0 after the swarm"; }
     grep -q "stopping (swarm complete), 2 machine" "$DS_TMP/serve.log" || fail "serve stopped for another reason"
-    local t1 t2
-    t1=$(echo "${seen[1]} - ${on[1]}" | bc | xargs printf '%.0f')
-    t2=$(echo "${seen[2]} - ${on[2]}" | bc | xargs printf '%.0f')
-    ds_log "  netboot ($accel): power-on to marker: machine 1 $t1 s, machine 2 $t2 s"
+    secs() { echo "$1 - $2" | bc | xargs printf '%.0f'; }
+    for i in 1 2; do
+        ds_log "  netboot ($accel) machine $i: power-on to marker $(secs "${seen[$i]}" "${on[$i]}") s" \
+            "(deploy environment up at $(secs "${envup[$i]:-${on[$i]}}" "${on[$i]}") s," \
+            "deploy done at $(secs "${deployed[$i]:-${on[$i]}}" "${on[$i]}") s)"
+    done
 }
 
 ds_case two_machines_and_a_small_one two_machines_and_a_small_one
