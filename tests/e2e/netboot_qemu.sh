@@ -67,7 +67,7 @@ two_machines_and_a_small_one() {
 
     ds_bg "$DS_TMP/serve.log" ip netns exec "$SRV" "$DISKSWARM" serve "$DS_TMP/image" --listen 198.18.0.1:6969 \
         --netboot "$boot" --dhcp-range 198.18.0.100,198.18.0.150,255.255.255.0,1h --netboot-iface eth0 \
-        --netboot-args quiet --expect 2 --seed-time 60
+        --netboot-args ds.tries=20 --expect 2 --seed-time 60
     local serve_pid=$DS_BG_PID
     wait_port 6969 20 "$SRV" || { cat "$DS_TMP/serve.log" >&2; fail "serve --netboot did not start"; }
 

@@ -107,7 +107,7 @@ EOF
 nb_qemu_cmd() {
     local log=$1 disk=$2 mac=$3 tap=$4 mem=${5:-512} accel=tcg
     [ -w /dev/kvm ] && accel=kvm
-    printf '%s\n' qemu-system-x86_64 -machine "pc,accel=$accel" -m "$mem" -smp 1 \
+    printf '%s\n' qemu-system-x86_64 -machine "pc,accel=$accel,graphics=off" -m "$mem" -smp 1 \
         -display none -vga none -monitor none -serial "file:$log" -no-user-config -nodefaults \
         -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
         -device "virtio-net-pci,netdev=n0,mac=$mac,bootindex=1" \
