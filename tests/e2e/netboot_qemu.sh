@@ -73,19 +73,37 @@ two_machines_and_a_small_one() {
 
     # three blank machines: two big enough, one too small
     local -a mac=(x 52:54:00:d5:00:01 52:54:00:d5:00:02 52:54:00:d5:00:03) size=(x 64M 64M 24M) on=() seen=() envup=() deployed=()
+    power_on() { # I
+        local -a cmd
+        mapfile -t cmd < <(nb_qemu_cmd "$DS_TMP/m$1.serial" "$DS_TMP/m$1.img" "${mac[$1]}" "tap$1" 512)
+        ds_bg "$DS_TMP/m$1.qemu.log" ip netns exec "$LAN" "${cmd[@]}"
+        eval "qpid$1=\$DS_BG_PID"
+    }
     for i in 1 2 3; do
         truncate -s "${size[$i]}" "$DS_TMP/m$i.img"
-        mapfile -t cmd < <(nb_qemu_cmd "$DS_TMP/m$i.serial" "$DS_TMP/m$i.img" "${mac[$i]}" "tap$i" 512)
         on[$i]=$(date +%s.%N)
-        ds_bg "$DS_TMP/m$i.qemu.log" ip netns exec "$LAN" "${cmd[@]}"
-        eval "qpid$i=\$DS_BG_PID"
+        power_on "$i"
     done
+    # watchdog: under TCG on a loaded machine a guest once hung silently at boot; a machine whose serial console
+    # stays silent for NB_SILENT seconds is power-cycled once (said in the log), as one would with real hardware
+    local NB_SILENT=${NB_SILENT:-150}
+    local -a grown=(x "$(date +%s)" "$(date +%s)") lastsz=(x 0 0) cycled=(x 0 0)
 
     # wait: markers on 1 and 2, the failure on 3 (then that machine is switched off)
     local deadline=$(( $(date +%s) + NB_WAIT )) small_done=0 n=0
     while [ "$(date +%s)" -lt "$deadline" ] && [ $n -lt $((NB_WAIT * 2)) ]; do
         n=$((n + 1))
         for i in 1 2; do
+            local sz
+            sz=$(stat -c %s "$DS_TMP/m$i.serial" 2>/dev/null || echo 0)
+            if [ "$sz" != "${lastsz[$i]}" ]; then
+                lastsz[$i]=$sz grown[$i]=$(date +%s)
+            elif [ -z "${seen[$i]:-}" ] && [ $(( $(date +%s) - grown[i] )) -ge "$NB_SILENT" ] && [ "${cycled[$i]}" = 0 ]; then
+                ds_log "  machine $i: serial console silent for $NB_SILENT s (last line: $(tail -1 "$DS_TMP/m$i.serial" | tr -cd '[:print:]' | cut -c1-100)); power-cycling it once"
+                kill_and_wait "$(eval echo "\$qpid$i")" 10 || true
+                cycled[$i]=1 grown[$i]=$(date +%s)
+                power_on "$i"
+            fi
             # phases, for the closing note: deploy environment up, deploy finished
             if [ -z "${envup[$i]:-}" ] && grep -q "diskswarm: boot environment up" "$DS_TMP/m$i.serial" 2>/dev/null; then
                 envup[$i]=$(date +%s.%N)
@@ -159,7 +177,7 @@ EOF
     for i in 1 2; do
         ds_log "  netboot ($accel) machine $i: power-on to marker $(secs "${seen[$i]}" "${on[$i]}") s" \
             "(deploy environment up at $(secs "${envup[$i]:-${on[$i]}}" "${on[$i]}") s," \
-            "deploy done at $(secs "${deployed[$i]:-${on[$i]}}" "${on[$i]}") s)"
+            "deploy done at $(secs "${deployed[$i]:-${on[$i]}}" "${on[$i]}") s)$([ "${cycled[$i]}" = 1 ] && echo ", after one power cycle")"
     done
 }
 

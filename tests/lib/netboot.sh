@@ -103,12 +103,13 @@ EOF
 }
 
 # nb_qemu LOG DISK MAC TAP [MEM_MB]: a machine booting from the network first (iPXE ROM of the NIC), then its
-# disk; serial console to LOG; no display. Run it inside the namespace that holds TAP.
+# disk; serial console appended to LOG (SeaBIOS and iPXE too: graphics=off); no display. Run it inside the
+# namespace that holds TAP.
 nb_qemu_cmd() {
     local log=$1 disk=$2 mac=$3 tap=$4 mem=${5:-512} accel=tcg
     [ -w /dev/kvm ] && accel=kvm
     printf '%s\n' qemu-system-x86_64 -machine "pc,accel=$accel,graphics=off" -m "$mem" -smp 1 \
-        -display none -vga none -monitor none -serial "file:$log" -no-user-config -nodefaults \
+        -display none -vga none -monitor none -chardev "file,id=s0,path=$log,append=on" -serial chardev:s0 -no-user-config -nodefaults \
         -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
         -device "virtio-net-pci,netdev=n0,mac=$mac,bootindex=1" \
         -drive "file=$disk,format=raw,if=none,id=d0,cache=unsafe" -device "virtio-blk-pci,drive=d0,bootindex=2"
