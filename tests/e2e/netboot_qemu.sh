@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # timeout: 720
 # netboot_qemu.sh — bare metal for real, in QEMU (KVM where /dev/kvm works, plain TCG emulation otherwise):
-#   two_machines_and_a_small_one: the client boot environment is built from Debian packages
+#   two_deploy_two_refused: the client boot environment is built from Debian packages
 #     (netboot/build-bootenv.sh), a small BIOS-bootable GPT disk (gptmbr + extlinux, Debian kernel, a root
 #     filesystem whose init prints a marker with a random token on ttyS0) is captured and served with
-#     `serve --netboot --dhcp-range` in one network namespace; three QEMU machines on a bridge in another
+#     `serve --netboot --dhcp-range` in one network namespace; four QEMU machines on a bridge in another
 #     namespace, each with a blank virtual disk and network boot first, power on together. Two (64 MiB disks)
 #     boot over the network (iPXE ROM → DHCP from serve's dnsmasq → boot script, kernel and initramfs over HTTP),
 #     deploy, reboot, are told to boot from their disk, and print the marker with the token from /dev/vda1; the
 #     test measures power-on → marker for each; serve --expect 2 then exits 0 by itself. The third has a 24 MiB disk: its console and the server's
 #     /netboot.json (and the dashboard page, in headless Chromium) say the disk is too small, and the disk
-#     stays all zeros.
+#     stays all zeros. The fourth has no disk at all: its console and /netboot.json say so.
 # Everything (namespaces, bridge, taps, QEMU, serve, dnsmasq) is removed on exit.
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
@@ -21,7 +21,7 @@ NB_WAIT=${NB_WAIT:-480}   # seconds for every machine to show its marker (TCG on
 
 curl_srv() { ip netns exec "$SRV" curl -fsS --max-time 5 "$@"; }
 
-two_machines_and_a_small_one() {
+two_deploy_two_refused() {
     need_root
     local t
     for t in qemu-system-x86_64 dnsmasq extlinux busybox cpio modprobe sfdisk curl; do
@@ -60,7 +60,7 @@ two_machines_and_a_small_one() {
     ip -n "$SRV" link set lo up
     ip -n "$LAN" link set "nbl$$" master br0 up
     local i
-    for i in 1 2 3; do
+    for i in 1 2 3 4; do
         ip -n "$LAN" tuntap add "tap$i" mode tap
         ip -n "$LAN" link set "tap$i" master br0 up
     done
@@ -72,15 +72,17 @@ two_machines_and_a_small_one() {
     wait_port 6969 20 "$SRV" || { cat "$DS_TMP/serve.log" >&2; fail "serve --netboot did not start"; }
 
     # three blank machines: two big enough, one too small
-    local -a mac=(x 52:54:00:d5:00:01 52:54:00:d5:00:02 52:54:00:d5:00:03) size=(x 64M 64M 24M) on=() seen=() envup=() deployed=()
+    local -a mac=(x 52:54:00:d5:00:01 52:54:00:d5:00:02 52:54:00:d5:00:03 52:54:00:d5:00:04) size=(x 64M 64M 24M none) on=() seen=() envup=() deployed=()
     power_on() { # I
         local -a cmd
-        mapfile -t cmd < <(nb_qemu_cmd "$DS_TMP/m$1.serial" "$DS_TMP/m$1.img" "${mac[$1]}" "tap$1" 512)
+        local disk=$DS_TMP/m$1.img
+        [ "${size[$1]}" = none ] && disk=none
+        mapfile -t cmd < <(nb_qemu_cmd "$DS_TMP/m$1.serial" "$disk" "${mac[$1]}" "tap$1" 512)
         ds_bg "$DS_TMP/m$1.qemu.log" ip netns exec "$LAN" "${cmd[@]}"
         eval "qpid$1=\$DS_BG_PID"
     }
-    for i in 1 2 3; do
-        truncate -s "${size[$i]}" "$DS_TMP/m$i.img"
+    for i in 1 2 3 4; do
+        [ "${size[$i]}" = none ] || truncate -s "${size[$i]}" "$DS_TMP/m$i.img"
         on[$i]=$(date +%s.%N)
         power_on "$i"
     done
@@ -90,7 +92,7 @@ two_machines_and_a_small_one() {
     local -a grown=(x "$(date +%s)" "$(date +%s)") lastsz=(x 0 0) cycled=(x 0 0)
 
     # wait: markers on 1 and 2, the failure on 3 (then that machine is switched off)
-    local deadline=$(( $(date +%s) + NB_WAIT )) small_done=0 n=0
+    local deadline=$(( $(date +%s) + NB_WAIT )) small_done=0 nodisk_done=0 n=0
     while [ "$(date +%s)" -lt "$deadline" ] && [ $n -lt $((NB_WAIT * 2)) ]; do
         n=$((n + 1))
         for i in 1 2; do
@@ -122,7 +124,13 @@ two_machines_and_a_small_one() {
             kill_and_wait "$qpid3" 10 || true
             ds_log "  machine 3 (24 MiB disk): failure shown after $(echo "$(date +%s.%N) - ${on[3]}" | bc | xargs printf '%.0f') s"
         fi
-        [ -n "${seen[1]:-}" ] && [ -n "${seen[2]:-}" ] && [ $small_done = 1 ] && break
+        if [ $nodisk_done = 0 ] && grep -q "DEPLOY FAILED" "$DS_TMP/m4.serial" 2>/dev/null; then
+            nodisk_done=1
+            sleep 2
+            kill_and_wait "$qpid4" 10 || true
+            ds_log "  machine 4 (no disk): failure shown after $(echo "$(date +%s.%N) - ${on[4]}" | bc | xargs printf '%.0f') s"
+        fi
+        [ -n "${seen[1]:-}" ] && [ -n "${seen[2]:-}" ] && [ $small_done = 1 ] && [ $nodisk_done = 1 ] && break
         kill -0 "$serve_pid" 2>/dev/null || { tail -20 "$DS_TMP/serve.log" >&2; fail "serve died"; }
         sleep 0.5
     done
@@ -141,13 +149,18 @@ two_machines_and_a_small_one() {
     grep -q "DEPLOY FAILED: .*too small" "$DS_TMP/m3.serial" ||
         fail "machine 3's console does not say the disk is too small: $(grep 'DEPLOY FAILED' "$DS_TMP/m3.serial" | head -1)"
     cmp -s -n $((24 << 20)) "$DS_TMP/m3.img" /dev/zero || fail "machine 3's too small disk was written to"
-    "$DS_PY" - "$DS_TMP/netboot.json" "${mac[1]}" "${mac[2]}" "${mac[3]}" <<'EOF' || fail "netboot.json: $(cat "$DS_TMP/netboot.json")"
+    [ $nodisk_done = 1 ] || { tail -40 "$DS_TMP/m4.serial" >&2; fail "machine 4 (no disk) showed no failure"; }
+    grep -q "DEPLOY FAILED: no disk found" "$DS_TMP/m4.serial" ||
+        fail "machine 4's console does not say it has no disk: $(grep 'DEPLOY FAILED' "$DS_TMP/m4.serial" | head -1)"
+    "$DS_PY" - "$DS_TMP/netboot.json" "${mac[1]}" "${mac[2]}" "${mac[3]}" "${mac[4]}" <<'EOF' || fail "netboot.json: $(cat "$DS_TMP/netboot.json")"
 import json, sys
 d = {m["mac"]: m for m in json.load(open(sys.argv[1]))["machines"]}
 for mac in sys.argv[2:4]:
     assert d[mac]["deployed"] and d[mac]["state"] == "local-boot", d[mac]
 small = d[sys.argv[4]]
 assert small["state"] == "failed" and "too small" in small["message"] and not small["deployed"], small
+nodisk = d[sys.argv[5]]
+assert nodisk["state"] == "failed" and "no disk" in nodisk["message"] and not nodisk["deployed"], nodisk
 EOF
     # the deployed disks: a valid GPT, its backup moved to the end of the larger disk
     for i in 1 2; do
@@ -181,5 +194,5 @@ EOF
     done
 }
 
-ds_case two_machines_and_a_small_one two_machines_and_a_small_one
+ds_case two_deploy_two_refused two_deploy_two_refused
 ds_finish

@@ -102,7 +102,7 @@ EOF
     rm -rf "$w"
 }
 
-# nb_qemu LOG DISK MAC TAP [MEM_MB]: a machine booting from the network first (iPXE ROM of the NIC), then its
+# nb_qemu_cmd LOG DISK|none MAC TAP [MEM_MB]: the command line of a machine booting from the network first (iPXE ROM of the NIC), then its
 # disk; serial console appended to LOG (SeaBIOS and iPXE too: graphics=off); no display. Run it inside the
 # namespace that holds TAP.
 nb_qemu_cmd() {
@@ -111,6 +111,7 @@ nb_qemu_cmd() {
     printf '%s\n' qemu-system-x86_64 -machine "pc,accel=$accel,graphics=off" -m "$mem" -smp 1 \
         -display none -vga none -monitor none -chardev "file,id=s0,path=$log,append=on" -serial chardev:s0 -no-user-config -nodefaults \
         -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
-        -device "virtio-net-pci,netdev=n0,mac=$mac,bootindex=1" \
-        -drive "file=$disk,format=raw,if=none,id=d0,cache=unsafe" -device "virtio-blk-pci,drive=d0,bootindex=2"
+        -device "virtio-net-pci,netdev=n0,mac=$mac,bootindex=1"
+    [ "$disk" = none ] ||
+        printf '%s\n' -drive "file=$disk,format=raw,if=none,id=d0,cache=unsafe" -device "virtio-blk-pci,drive=d0,bootindex=2"
 }
