@@ -7,17 +7,13 @@
  * (offsets relative to the partition, info.name = partition device name) and a "table" torrent holds the
  * areas. Anything else is scanned as one filesystem.
  *
- * Pieces are hashed on all cores: each worker takes the next piece index, reads it in ≤1 MiB chunks with pread
- * through its own file descriptor (own readahead state), and fills in that piece's SHA-1. Memory is one chunk
- * buffer per worker plus 20 bytes per piece. */
+ * Pieces are hashed on all cores by extent_hash (without --store) or image_build_run (--store, --compress); in
+ * both, a read-ahead thread (readahead.h) keeps the extents just ahead of the workers requested from the device. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <libgen.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,18 +25,20 @@
 #include "buf.h"
 #include "cli.h"
 #include "disk_layout.h"
+#include "extent_hash.h"
 #include "extent_map.h"
 #include "image_file.h"
 #include "manifest.h"
 #include "metainfo.h"
+#include "readahead.h"
 #include "scan.h"
 #include "sha1.h"
 #include "target_check.h"
 
 #define CAP_DEFAULT_PIECE ((uint64_t)1 << 20) /* 1 MiB: measured best for LAN swarms (bench/cluster.sh) */
-#define CAP_CHUNK ((size_t)1 << 20)
 #define CAP_MAX_TRACKERS 64
-#define CAP_MAX_THREADS 64
+#define CAP_MAX_THREADS EXTENT_HASH_MAX_THREADS
+#define CAP_READ_AHEAD ((uint64_t)32 << 20) /* --store: requested beyond the newest piece taken */
 #define CAP_VERSION "diskswarm 0.1.0"
 
 /* "zstd" or "zstd:LEVEL" (1..19) → level; 0 on success. */
@@ -100,13 +98,6 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* JSON-escape s into out (for the few strings we print in --json lines). */
@@ -258,37 +249,6 @@ static int check_not_mounted_rw(const char *path, const struct stat *st, char *m
 /* ---------------------------------------------------------------------------------------------------------
  * parallel piece hashing */
 
-struct hash_job {
-    const char *path;
-    uint64_t base;              /* added to every extent offset when reading */
-    const struct extent *ext;   /* dev_off relative to base, tor_off filled, contiguous */
-    size_t n_ext;
-    uint64_t piece, total, n_pieces;
-    uint8_t *hashes;
-    atomic_uint_fast64_t next;
-    atomic_uint_fast64_t bytes_done;
-    atomic_uint_fast64_t sha_ns;    /* time spent inside SHA-1 over all workers */
-    atomic_int failed;
-    atomic_int running;
-    pthread_mutex_t lock;
-    pthread_cond_t done;    /* signalled (under lock) when a worker ends */
-    char err[512];
-};
-
-static void job_fail(struct hash_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void job_fail(struct hash_job *j, const char *fmt, ...)
-{
-    pthread_mutex_lock(&j->lock);
-    if (!atomic_load(&j->failed)) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(j->err, sizeof j->err, fmt, ap);
-        va_end(ap);
-        atomic_store(&j->failed, 1);
-    }
-    pthread_mutex_unlock(&j->lock);
-}
-
 static size_t find_ext(const struct extent *x, size_t n, uint64_t tor_off)
 {
     size_t lo = 0, hi = n;
@@ -300,86 +260,6 @@ static size_t find_ext(const struct extent *x, size_t n, uint64_t tor_off)
             hi = mid;
     }
     return lo;
-}
-
-static void *hash_worker(void *arg)
-{
-    struct hash_job *j = arg;
-    uint8_t *buf = malloc(CAP_CHUNK);
-    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
-    uint64_t sha_ns = 0;
-    if (!buf || fd < 0) {
-        job_fail(j, !buf ? "out of memory" : "cannot open '%s': %s", j->path, strerror(errno));
-        goto out;
-    }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    for (;;) {
-        if (atomic_load(&j->failed))
-            break;
-        uint64_t pi = atomic_fetch_add(&j->next, 1);
-        if (pi >= j->n_pieces)
-            break;
-        uint64_t off = pi * j->piece, end = off + j->piece < j->total ? off + j->piece : j->total;
-        size_t xi = find_ext(j->ext, j->n_ext, off);
-        struct sha1_ctx c = {0};
-        if (sha1_init(&c)) {
-            job_fail(j, "SHA-1 initialisation failed");
-            break;
-        }
-        while (off < end) {
-            const struct extent *x = &j->ext[xi];
-            uint64_t in_x = off - x->tor_off, left_x = x->len - in_x;
-            if (left_x == 0) {
-                xi++;
-                continue;
-            }
-            size_t chunk = CAP_CHUNK;
-            if (chunk > end - off)
-                chunk = (size_t)(end - off);
-            if (chunk > left_x)
-                chunk = (size_t)left_x;
-            uint64_t dev = j->base + x->dev_off + in_x;
-            size_t got = 0;
-            while (got < chunk) {
-                ssize_t r = pread(fd, buf + got, chunk - got, (off_t)(dev + got));
-                if (r < 0 && errno == EINTR)
-                    continue;
-                if (r <= 0) {
-                    job_fail(j, r < 0 ? "read error on '%s' at offset %" PRIu64 ": %s"
-                                      : "'%s' ended unexpectedly at offset %" PRIu64 "%s",
-                             j->path, dev + got, r < 0 ? strerror(errno) : "");
-                    sha1_abort(&c);
-                    goto out;
-                }
-                got += (size_t)r;
-            }
-            uint64_t t0 = now_ns();
-            if (sha1_update(&c, buf, chunk)) {
-                job_fail(j, "SHA-1 failed");
-                sha1_abort(&c);
-                goto out;
-            }
-            sha_ns += now_ns() - t0;
-            off += chunk;
-            atomic_fetch_add(&j->bytes_done, chunk);
-        }
-        uint64_t t0 = now_ns();
-        if (sha1_final(&c, j->hashes + pi * SHA1_LEN)) {
-            job_fail(j, "SHA-1 failed");
-            break;
-        }
-        sha_ns += now_ns() - t0;
-    }
-out:
-    atomic_fetch_add(&j->sha_ns, sha_ns);
-    pthread_mutex_lock(&j->lock);
-    atomic_fetch_sub(&j->running, 1);
-    pthread_cond_signal(&j->done);
-    pthread_mutex_unlock(&j->lock);
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    return NULL;
 }
 
 struct cap_stats {
@@ -395,13 +275,15 @@ static void show_progress(const struct cap_opts *o, const char *label, uint64_t 
     double secs = (double)(now - t0) / 1000.0;
     double rate = secs > 0 ? (double)done / secs : 0;
     double pct = total ? 100.0 * (double)done / (double)total : 100.0;
+    /* seconds left at the average rate so far (-1: not known yet); reading and hashing go at a steady pace */
+    double eta = done >= total ? 0.0 : rate > 1.0 && done > 0 ? (double)(total - done) / rate : -1.0;
     if (o->json) {
         if (final || now - *last_line >= 1000) {
             char nm[160];
             json_str(nm, sizeof nm, label);
             printf("{\"type\":\"progress\",\"torrent\":%s,\"bytes\":%" PRIu64 ",\"total\":%" PRIu64
-                   ",\"percent\":%.2f,\"bps\":%.0f,\"t\":%.1f}\n",
-                   nm, done, total, pct, rate, secs);
+                   ",\"percent\":%.2f,\"bps\":%.0f,\"t\":%.1f,\"eta\":%.0f}\n",
+                   nm, done, total, pct, rate, secs, eta);
             fflush(stdout);
             *last_line = now;
         }
@@ -413,90 +295,66 @@ static void show_progress(const struct cap_opts *o, const char *label, uint64_t 
     cli_format_bytes(done, hd, sizeof hd);
     cli_format_bytes(total, ht, sizeof ht);
     cli_format_bytes((uint64_t)rate, hr, sizeof hr);
+    char etas[32];
+    if (eta < 0)
+        snprintf(etas, sizeof etas, "--");
+    else
+        snprintf(etas, sizeof etas, "%d:%02d", (int)eta / 60, (int)eta % 60);
     if (isatty(STDERR_FILENO)) {
         char bar[31];
         int fill = (int)(pct * 30.0 / 100.0);
         for (int i = 0; i < 30; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[30] = 0;
-        fprintf(stderr, "\r\033[Khash %s [%s] %5.1f%% %s/%s  %s/s", label, bar, pct, hd, ht, hr);
+        fprintf(stderr, "\r\033[Khash %s [%s] %5.1f%% %s/%s  %s/s  ETA %s", label, bar, pct, hd, ht, hr, etas);
         if (final)
             fputc('\n', stderr);
         fflush(stderr);
         *drawn = !final;
     } else if (final || now - *last_line >= 5000) {
-        fprintf(stderr, "hash %s: %5.1f%% %s/%s %s/s\n", label, pct, hd, ht, hr);
+        fprintf(stderr, "hash %s: %5.1f%% %s/%s %s/s ETA %s\n", label, pct, hd, ht, hr, etas);
         *last_line = now;
     }
 }
 
+struct cap_progress {
+    const struct cap_opts *o;
+    const char *label;
+    uint64_t total, t0, last_line;
+    bool drawn;
+};
+
+static void cap_progress_cb(void *ctx, uint64_t done, bool final)
+{
+    struct cap_progress *p = ctx;
+    show_progress(p->o, p->label, done, p->total, p->t0, final, &p->drawn, &p->last_line);
+}
+
+static void cap_hash_progress(void *ctx, uint64_t done)
+{
+    cap_progress_cb(ctx, done, false);
+}
+
 static int hash_pieces(const struct cap_opts *o, const char *label, const char *path, uint64_t base,
                        const struct extent *ext, size_t n_ext, uint64_t total, uint8_t *hashes,
-                       uint64_t n_pieces, struct cap_stats *st)
+                       struct cap_stats *st)
 {
-    struct hash_job j = {.path = path, .base = base, .ext = ext, .n_ext = n_ext, .piece = o->piece,
-                         .total = total, .n_pieces = n_pieces, .hashes = hashes};
-    pthread_mutex_init(&j.lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&j.done, &ca);
-    pthread_condattr_destroy(&ca);
-    unsigned nt = o->threads;
-    if (nt > n_pieces)
-        nt = (unsigned)n_pieces;
-    if (nt == 0)
-        nt = 1;
-    pthread_t th[CAP_MAX_THREADS];
-    unsigned started = 0;
-    uint64_t t0 = now_ms(), last_line = now_ms();
-    bool drawn = false;
-    atomic_store(&j.running, (int)nt);
-    for (; started < nt; started++)
-        if (pthread_create(&th[started], NULL, hash_worker, &j)) {
-            atomic_fetch_sub(&j.running, (int)(nt - started));
-            if (started == 0) {
-                pthread_mutex_destroy(&j.lock);
-                pthread_cond_destroy(&j.done);
-                cli_error("cannot start a hashing thread");
-                return -1;
-            }
-            break;
-        }
-    pthread_mutex_lock(&j.lock);
-    while (atomic_load(&j.running) > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 250 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&j.done, &j.lock, &ts);
-        if (atomic_load(&j.running) > 0) {
-            pthread_mutex_unlock(&j.lock);
-            show_progress(o, label, atomic_load(&j.bytes_done), total, t0, false, &drawn, &last_line);
-            pthread_mutex_lock(&j.lock);
-        }
-    }
-    pthread_mutex_unlock(&j.lock);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    if (drawn && !o->json && !o->quiet) {
+    struct cap_progress pg = {.o = o, .label = label, .total = total, .t0 = now_ms(), .last_line = now_ms()};
+    struct extent_hash h = {.path = path, .base = base, .ext = ext, .n_ext = n_ext, .piece = o->piece,
+                            .threads = o->threads, .hashes = hashes, .progress = cap_hash_progress,
+                            .progress_ctx = &pg};
+    struct ds_err e;
+    int rc = extent_hash_run(&h, &e);
+    if (pg.drawn && !o->json && !o->quiet)
         fputs("\r\033[K", stderr);
-        drawn = false;
-    }
-    int failed = atomic_load(&j.failed);
-    if (!failed)
-        show_progress(o, label, atomic_load(&j.bytes_done), total, t0, true, &drawn, &last_line);
-    st->bytes += atomic_load(&j.bytes_done);
-    st->ms += now_ms() - t0;
-    st->sha_ns += atomic_load(&j.sha_ns);
-    st->threads = started;
-    pthread_mutex_destroy(&j.lock);
-    pthread_cond_destroy(&j.done);
-    if (failed) {
-        cli_error("%s", j.err);
+    if (rc == 0)
+        cap_progress_cb(&pg, h.bytes, true);
+    st->bytes += h.bytes;
+    st->ms += now_ms() - pg.t0;
+    st->sha_ns += h.sha_ns;
+    st->threads = h.threads_used;
+    if (rc) {
+        cli_error("%s: %s", label, e.msg);
         return -1;
     }
     return 0;
@@ -520,12 +378,14 @@ struct cap_fill {
     uint64_t base;
     const struct extent *ext;
     size_t n_ext;
+    struct readahead *ra;
 };
 
 static int cap_fill_piece(void *ctx, uint32_t piece, uint64_t off, uint8_t *buf, size_t len, struct ds_err *e)
 {
     const struct cap_fill *f = ctx;
     (void)piece;
+    readahead_advance(f->ra, off);
     size_t xi = find_ext(f->ext, f->n_ext, off), done = 0;
     while (done < len) {
         if (xi >= f->n_ext)
@@ -554,19 +414,6 @@ static int cap_fill_piece(void *ctx, uint32_t piece, uint64_t off, uint8_t *buf,
     return 0;
 }
 
-struct cap_progress {
-    const struct cap_opts *o;
-    const char *label;
-    uint64_t total, t0, last_line;
-    bool drawn;
-};
-
-static void cap_progress_cb(void *ctx, uint64_t done, bool final)
-{
-    struct cap_progress *p = ctx;
-    show_progress(p->o, p->label, done, p->total, p->t0, final, &p->drawn, &p->last_line);
-}
-
 static int store_pieces(const struct cap_opts *o, const char *label, uint64_t base, const struct extent *ext,
                         size_t n_ext, uint64_t total, uint8_t *hashes, uint32_t n_pieces, const char *img_file,
                         struct image_writer **iw, struct cap_stats *st)
@@ -581,8 +428,11 @@ static int store_pieces(const struct cap_opts *o, const char *label, uint64_t ba
         return -1;
     }
     posix_fadvise(f.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (readahead_start(&f.ra, f.fd, base, ext, n_ext, o->piece + CAP_READ_AHEAD, NULL))
+        f.ra = NULL; /* only an optimisation */
     if (image_writer_open(iw, path, o->piece, total, o->zlevel > 0 ? IMAGE_COMP_ZSTD : IMAGE_COMP_NONE, &e)) {
         cli_error("%s", e.msg);
+        readahead_stop(f.ra);
         close(f.fd);
         return -1;
     }
@@ -592,6 +442,7 @@ static int store_pieces(const struct cap_opts *o, const char *label, uint64_t ba
                             .zstd_level = o->zlevel, .hashes = hashes, .progress = cap_progress_cb,
                             .progress_ctx = &pg};
     int rc = image_build_run(&b, &e);
+    readahead_stop(f.ra);
     close(f.fd);
     if (pg.drawn && !o->json && !o->quiet)
         fputs("\r\033[K", stderr);
@@ -649,7 +500,7 @@ static int make_torrent(struct cap_state *cs, const char *name, const char *role
     if (o->store) {
         if (store_pieces(o, name, base, ext, r->n, total, hashes, (uint32_t)n_pieces, img_file, &iw, &cs->st))
             goto out;
-    } else if (hash_pieces(o, name, o->source, base, ext, r->n, total, hashes, n_pieces, &cs->st)) {
+    } else if (hash_pieces(o, name, o->source, base, ext, r->n, total, hashes, &cs->st)) {
         goto out;
     }
     struct ds_err e;
