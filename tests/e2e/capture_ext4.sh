@@ -5,7 +5,7 @@
 # the block bitmaps as dumpe2fs prints them; then the torrent is seeded from the source and fetched by two
 # peers into blank files, which must be e2fsck-clean with every file's sha256 equal. Also: the raw fallback for
 # an unknown filesystem (said clearly, recorded in the manifest, zero skipping), refusing a mounted read-write
-# filesystem, and usage errors.
+# filesystem, the same info-hash for any number of hashing threads, and usage errors.
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/capture.sh"
@@ -88,6 +88,35 @@ case_mounted_rw_refused() {
     "$DISKSWARM" capture "$loop" -o "$DS_TMP/out-m" --quiet >/dev/null || fail "read-only mount refused"
 }
 
+# The same source and piece size give the same info-hash whatever the number of hashing threads, with and without
+# --store (pieces hashed by different workers, pieces larger than the 1 MiB read chunk); progress lines carry
+# bytes/s and an ETA.
+case_threads_same_hash() {
+    cap_case_init
+    local img=$DS_TMP/thr.img out=$DS_TMP/out-thr ps t h ref
+    cap_make_ext4 "$img" 64 24 -b 4096
+    for ps in 64K 4M; do
+        ref=''
+        for t in 1 2 5 store1 store3; do
+            case $t in
+            store*) "$DISKSWARM" capture "$img" -o "$out-$ps-$t" --piece-size "$ps" --threads "${t#store}" --store \
+                        --json >"$out.json" 2>/dev/null || fail "capture --store --threads ${t#store}" ;;
+            *) "$DISKSWARM" capture "$img" -o "$out-$ps-$t" --piece-size "$ps" --threads "$t" --json \
+                   >"$out.json" 2>/dev/null || fail "capture --threads $t" ;;
+            esac
+            h=$(grep '"type":"torrent"' "$out.json" | grep -o '"info_hash":"[0-9a-f]*"') || fail "no torrent line"
+            [ -z "$ref" ] && ref=$h
+            [ "$h" = "$ref" ] || fail "piece size $ps, threads $t: $h, threads 1: $ref"
+            grep '"type":"progress"' "$out.json" | tail -n 1 | grep -q '"bps":[0-9].*"eta":0}' ||
+                fail "last progress line without bps/eta: $(grep progress "$out.json" | tail -n 1)"
+        done
+    done
+    "$DISKSWARM" verify "$out-4M-5/thr.img.torrent" "$img" >/dev/null || fail "verify"
+    "$DISKSWARM" capture "$img" -o "$out-text" --threads 2 >/dev/null 2>"$out.err" || fail "capture (text)"
+    grep -q '^hash thr.img: 100.0% .*/s ETA ' "$out.err" || fail "no plain progress line: $(cat "$out.err")"
+    if grep -q $'\033' "$out.err"; then fail "terminal escapes in non-TTY output"; fi
+}
+
 case_usage_errors() {
     cap_case_init
     local rc=0
@@ -113,5 +142,6 @@ ds_case ext4_1k case_variant 1k -b 1024
 ds_case ext4_bigalloc case_variant bigalloc -b 4096 -O bigalloc -C 16384
 ds_case raw_fallback case_raw_fallback
 ds_case mounted_rw_refused case_mounted_rw_refused
+ds_case threads_same_hash case_threads_same_hash
 ds_case usage_errors case_usage_errors
 ds_finish
