@@ -68,16 +68,45 @@ static size_t find_ext(const struct extent *x, size_t n, uint64_t tor_off)
     return lo;
 }
 
-/* Read [off, end) of the torrent (inside one piece) through fd and feed it to c. 0 or -1 (job failed). */
-static int hash_range(struct eh_job *j, int fd, uint8_t *buf, uint64_t off, uint64_t end, struct sha1_ctx *c,
-                      uint64_t *sha_ns)
+/* Read exactly len bytes at device offset dev into buf. 0 or -1 (job failed). */
+static int read_full(struct eh_job *j, int fd, uint8_t *buf, size_t len, uint64_t dev)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, buf + got, len - got, (off_t)(dev + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            job_fail(j, "read error on '%s' at offset %" PRIu64 ": %s", j->h->path, dev + got, strerror(errno));
+            return -1;
+        }
+        if (r == 0) {
+            job_fail(j, "'%s' ended unexpectedly at offset %" PRIu64, j->h->path, dev + got);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* Hash pieces [p0, p1): their bytes are read in chunks of at most EH_CHUNK (never across an extent boundary) and
+ * fed, in order, to one SHA-1 context per piece; a chunk may hold the end of one piece and the start of the next
+ * (pieces smaller than a chunk cost no extra reads). 0 or -1 (job failed). */
+static int hash_pieces(struct eh_job *j, int fd, uint8_t *buf, uint64_t p0, uint64_t p1, uint64_t *sha_ns)
 {
     const struct extent_hash *h = j->h;
+    uint64_t off = p0 * h->piece, end = p1 * h->piece < j->total ? p1 * h->piece : j->total;
+    uint64_t pi = p0, piece_end = off + h->piece < end ? off + h->piece : end;
     size_t xi = find_ext(h->ext, h->n_ext, off);
+    struct sha1_ctx c = {0};
+    if (sha1_init(&c)) {
+        job_fail(j, "SHA-1 initialisation failed");
+        return -1;
+    }
     while (off < end) {
         if (xi >= h->n_ext) {
             job_fail(j, "internal error: piece beyond the extents");
-            return -1;
+            goto fail;
         }
         const struct extent *x = &h->ext[xi];
         uint64_t in_x = off - x->tor_off;
@@ -90,32 +119,33 @@ static int hash_range(struct eh_job *j, int fd, uint8_t *buf, uint64_t off, uint
             chunk = (size_t)(end - off);
         if (chunk > x->len - in_x)
             chunk = (size_t)(x->len - in_x);
-        uint64_t dev = h->base + x->dev_off + in_x;
-        size_t got = 0;
-        while (got < chunk) {
-            ssize_t r = pread(fd, buf + got, chunk - got, (off_t)(dev + got));
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                job_fail(j, "read error on '%s' at offset %" PRIu64 ": %s", h->path, dev + got, strerror(errno));
-                return -1;
-            }
-            if (r == 0) {
-                job_fail(j, "'%s' ended unexpectedly at offset %" PRIu64, h->path, dev + got);
-                return -1;
-            }
-            got += (size_t)r;
-        }
+        if (read_full(j, fd, buf, chunk, h->base + x->dev_off + in_x))
+            goto fail;
         uint64_t t0 = now_ns();
-        if (sha1_update(c, buf, chunk)) {
-            job_fail(j, "SHA-1 failed");
-            return -1;
+        for (size_t used = 0; used < chunk;) {
+            size_t n = piece_end - off < chunk - used ? (size_t)(piece_end - off) : chunk - used;
+            if (sha1_update(&c, buf + used, n)) {
+                job_fail(j, "SHA-1 failed");
+                goto fail;
+            }
+            used += n;
+            off += n;
+            if (off == piece_end) {
+                if (sha1_final(&c, h->hashes + pi * SHA1_LEN) || (off < end && sha1_init(&c))) {
+                    job_fail(j, "SHA-1 failed");
+                    goto fail;
+                }
+                pi++;
+                piece_end = off + h->piece < end ? off + h->piece : end;
+            }
         }
         *sha_ns += now_ns() - t0;
-        off += chunk;
         atomic_fetch_add(&j->bytes_done, chunk);
     }
     return 0;
+fail:
+    sha1_abort(&c);
+    return -1;
 }
 
 static void *worker(void *arg)
@@ -125,6 +155,8 @@ static void *worker(void *arg)
     uint8_t *buf = malloc(EH_CHUNK);
     int fd = open(h->path, O_RDONLY | O_CLOEXEC);
     uint64_t sha_ns = 0;
+    /* pieces taken at a time: small pieces in batches of about one chunk, so reads stay large */
+    uint64_t batch = h->piece < EH_CHUNK ? EH_CHUNK / h->piece : 1;
     if (!buf || fd < 0) {
         if (!buf)
             job_fail(j, "out of memory");
@@ -132,27 +164,15 @@ static void *worker(void *arg)
             job_fail(j, "cannot open '%s': %s", h->path, strerror(errno));
         goto out;
     }
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* larger kernel read-ahead window on this descriptor */
     while (!atomic_load(&j->failed)) {
-        uint64_t pi = atomic_fetch_add(&j->next, 1);
-        if (pi >= j->n_pieces)
+        uint64_t p0 = atomic_fetch_add(&j->next, batch);
+        if (p0 >= j->n_pieces)
             break;
-        uint64_t off = pi * h->piece, end = off + h->piece < j->total ? off + h->piece : j->total;
-        readahead_advance(j->ra, off);
-        struct sha1_ctx c = {0};
-        if (sha1_init(&c)) {
-            job_fail(j, "SHA-1 initialisation failed");
+        uint64_t p1 = p0 + batch < j->n_pieces ? p0 + batch : j->n_pieces;
+        readahead_advance(j->ra, p0 * h->piece);
+        if (hash_pieces(j, fd, buf, p0, p1, &sha_ns))
             break;
-        }
-        if (hash_range(j, fd, buf, off, end, &c, &sha_ns)) {
-            sha1_abort(&c);
-            break;
-        }
-        uint64_t t0 = now_ns();
-        if (sha1_final(&c, h->hashes + pi * SHA1_LEN)) {
-            job_fail(j, "SHA-1 failed");
-            break;
-        }
-        sha_ns += now_ns() - t0;
     }
 out:
     atomic_fetch_add(&j->sha_ns, sha_ns);
@@ -195,8 +215,9 @@ int extent_hash_run(struct extent_hash *h, struct ds_err *e)
     unsigned nt = h->threads ? h->threads : 1;
     if (nt > EXTENT_HASH_MAX_THREADS)
         nt = EXTENT_HASH_MAX_THREADS;
-    if (nt > n_pieces)
-        nt = (unsigned)n_pieces;
+    uint64_t batches = h->piece < EH_CHUNK ? (n_pieces + EH_CHUNK / h->piece - 1) / (EH_CHUNK / h->piece) : n_pieces;
+    if (nt > batches)
+        nt = (unsigned)batches;
     pthread_t th[EXTENT_HASH_MAX_THREADS];
     unsigned started = 0;
     atomic_store(&j.running, (int)nt);

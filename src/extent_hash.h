@@ -1,8 +1,8 @@
 /* extent_hash.h — the SHA-1 of every piece of a torrent laid over extents of a file or block device, on all
  * cores (what `capture` needs to write a torrent).
  *
- * Each worker takes the next piece index, preads it in chunks of at most 1 MiB through its own descriptor and
- * hashes it; a read-ahead thread (readahead.h) keeps the extents just ahead of the workers requested from the
+ * Each worker takes the next piece (pieces under 1 MiB: the next 1 MiB worth of pieces), preads it in chunks of
+ * at most 1 MiB through its own descriptor and hashes it; a read-ahead thread (readahead.h) keeps the extents just ahead of the workers requested from the
  * device, in order, so reading and hashing overlap and the device does not idle at extent boundaries. Which
  * worker hashes which piece does not change any hash: the result is the same for any number of threads.
  * Memory: one chunk buffer per worker, 20 bytes per piece (the caller's), and at most `piece + 32 MiB` of page
@@ -25,7 +25,7 @@ struct extent_hash {
     const struct extent *ext;  /* ascending tor_off, contiguous from 0, no pads */
     size_t n_ext;
     uint64_t piece;            /* piece length; the last piece may be shorter */
-    unsigned threads;          /* 1..EXTENT_HASH_MAX_THREADS (more are clamped; never more than pieces) */
+    unsigned threads;          /* 1..EXTENT_HASH_MAX_THREADS (more are clamped; never more than there is work for) */
     uint8_t *hashes;           /* out: 20 bytes per piece, ceil(total / piece) pieces */
     /* Called on the calling thread about 4 times a second while the workers run (not at the end). */
     void (*progress)(void *ctx, uint64_t bytes_hashed);
