@@ -38,7 +38,6 @@
 #define CAP_DEFAULT_PIECE ((uint64_t)1 << 20) /* 1 MiB: measured best for LAN swarms (bench/cluster.sh) */
 #define CAP_MAX_TRACKERS 64
 #define CAP_MAX_THREADS EXTENT_HASH_MAX_THREADS
-#define CAP_READ_AHEAD ((uint64_t)32 << 20) /* --store: requested beyond the newest piece taken */
 #define CAP_VERSION "diskswarm 0.1.0"
 
 /* "zstd" or "zstd:LEVEL" (1..19) → level; 0 on success. */
@@ -428,7 +427,7 @@ static int store_pieces(const struct cap_opts *o, const char *label, uint64_t ba
         return -1;
     }
     posix_fadvise(f.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    if (readahead_start(&f.ra, f.fd, base, ext, n_ext, o->piece + CAP_READ_AHEAD, NULL))
+    if (readahead_start(&f.ra, f.fd, base, ext, n_ext, readahead_window(o->piece), NULL))
         f.ra = NULL; /* only an optimisation */
     if (image_writer_open(iw, path, o->piece, total, o->zlevel > 0 ? IMAGE_COMP_ZSTD : IMAGE_COMP_NONE, &e)) {
         cli_error("%s", e.msg);

@@ -18,7 +18,6 @@
 #include "sha1.h"
 
 #define EH_CHUNK ((size_t)1 << 20)
-#define EH_AHEAD ((uint64_t)32 << 20) /* requested beyond the newest piece a worker has taken */
 
 struct eh_job {
     const struct extent_hash *h;
@@ -209,7 +208,7 @@ int extent_hash_run(struct extent_hash *h, struct ds_err *e)
 
     /* Read-ahead is an optimisation: without its descriptor or thread the workers still read everything. */
     int ra_fd = open(h->path, O_RDONLY | O_CLOEXEC);
-    if (ra_fd >= 0 && readahead_start(&j.ra, ra_fd, h->base, h->ext, h->n_ext, h->piece + EH_AHEAD, NULL))
+    if (ra_fd >= 0 && readahead_start(&j.ra, ra_fd, h->base, h->ext, h->n_ext, readahead_window(h->piece), NULL))
         j.ra = NULL;
 
     unsigned nt = h->threads ? h->threads : 1;

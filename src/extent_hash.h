@@ -2,11 +2,12 @@
  * cores (what `capture` needs to write a torrent).
  *
  * Each worker takes the next piece (pieces under 1 MiB: the next 1 MiB worth of pieces), preads it in chunks of
- * at most 1 MiB through its own descriptor and hashes it; a read-ahead thread (readahead.h) keeps the extents just ahead of the workers requested from the
- * device, in order, so reading and hashing overlap and the device does not idle at extent boundaries. Which
- * worker hashes which piece does not change any hash: the result is the same for any number of threads.
- * Memory: one chunk buffer per worker, 20 bytes per piece (the caller's), and at most `piece + 32 MiB` of page
- * cache requested ahead. */
+ * at most 1 MiB through its own descriptor and hashes it; a read-ahead thread (readahead.h) keeps the extents just
+ * ahead of the workers requested from the device, in order, so reading and hashing overlap and the device does not
+ * idle at extent boundaries. Which worker hashes which piece does not change any hash: the result is the same for
+ * any number of threads.
+ * Memory: one chunk buffer per worker, 20 bytes per piece (the caller's), and at most readahead_window(piece)
+ * (≤ 96 MiB) of page cache requested ahead. */
 #ifndef DS_EXTENT_HASH_H
 #define DS_EXTENT_HASH_H
 

@@ -17,6 +17,13 @@
 
 struct readahead;
 
+/* The window for readers that take pieces of `piece` bytes: the newest piece they took (up to 64 MiB of it;
+ * within a larger piece the kernel's own sequential read-ahead does the job) plus 32 MiB. */
+static inline uint64_t readahead_window(uint64_t piece)
+{
+    return (piece < ((uint64_t)64 << 20) ? piece : ((uint64_t)64 << 20)) + ((uint64_t)32 << 20);
+}
+
 /* ext: ascending tor_off, contiguous, dev_off + base = offset in fd (pads are skipped). fd stays the caller's and
  * must stay open until readahead_stop. 0, or -1 when the thread cannot start. */
 int readahead_start(struct readahead **out, int fd, uint64_t base, const struct extent *ext, size_t n_ext,
