@@ -22,6 +22,8 @@
 #define OUR_DS_ZPIECE_ID 3
 #define AUTH_TIMEOUT_MS 15000
 #define SOLE_STRIKES_TO_BAN 2
+#define SUPER_STALE_MS 20000 /* a piece shown to a peer that has not fetched it by then may go to another */
+#define SUPER_END_COPIES 2    /* end of the first pass: a piece may be in flight at this many peers */
 
 /* ---------- small helpers ---------- */
 
@@ -172,10 +174,8 @@ int session_init(struct session *s, const struct session_config *cfg, struct ds_
     if (cfg->super_seed && cfg->have_all) {
         s->super_active = true;
         s->sent_count = calloc(mi->num_pieces ? mi->num_pieces : 1, sizeof *s->sent_count);
-        if (!s->cfg.super_window) {
-            uint64_t w = (4u << 20) / mi->piece_length;
-            s->cfg.super_window = w < 2 ? 2 : (uint32_t)w;
-        }
+        s->in_flight = calloc(mi->num_pieces ? mi->num_pieces : 1, sizeof *s->in_flight);
+        s->reveal_t = calloc(mi->num_pieces ? mi->num_pieces : 1, sizeof *s->reveal_t);
     }
     if (cfg->zpiece) {
         struct ds_err ze;
@@ -188,7 +188,8 @@ int session_init(struct session *s, const struct session_config *cfg, struct ds_
     s->peers = calloc(s->cfg.max_peers, sizeof *s->peers);
     s->blockbuf = malloc(WIRE_MAX_BLOCK);
     s->cands = calloc(SESSION_MAX_CANDIDATES, sizeof *s->cands);
-    if (!s->peers || !s->blockbuf || !s->cands || (s->super_active && !s->sent_count)) {
+    if (!s->peers || !s->blockbuf || !s->cands ||
+        (s->super_active && (!s->sent_count || !s->in_flight || !s->reveal_t))) {
         session_free(s);
         return ds_errf(e, "out of memory");
     }
@@ -220,6 +221,8 @@ void session_free(struct session *s)
     free(s->complete_ids);
     free(s->banned_ids);
     free(s->sent_count);
+    free(s->in_flight);
+    free(s->reveal_t);
     if (s->z) {
         zpiece_free(s->z);
         free(s->z);
@@ -309,24 +312,61 @@ static bool in_set(const uint32_t *set, uint32_t n, uint32_t v)
 
 /* ---------- super-seeding ---------- */
 
-/* Keep super_window pieces shown to p that it does not have yet: pieces nobody connected has first, then the
- * least often shown, scanning from a rotating cursor so peers get different pieces. */
+/* How many pieces a peer may have been shown and not have yet: cfg.super_window, or about 4 MiB worth shared
+ * among the peers still downloading, at least one each. Every piece shown is in flight at one peer only, so
+ * the window is what the seed's uplink is split over: a small one makes each piece arrive, verify and be
+ * forwarded soon instead of all of them crawling in parallel at RATE / (N x window). */
+static uint32_t super_window(const struct session *s)
+{
+    if (s->cfg.super_window)
+        return s->cfg.super_window;
+    uint64_t budget = (4u << 20) / s->mi->piece_length;
+    if (budget < 2)
+        budget = 2;
+    uint32_t downloading = 0;
+    for (uint32_t k = 0; k < s->n_slots; k++) {
+        const struct sess_peer *q = s->peers[k];
+        if (q && q->state == PS_ACTIVE && q->revealed.bits && q->have.count < q->have.nbits)
+            downloading++;
+    }
+    uint64_t w = downloading ? budget / downloading : budget;
+    return w ? (uint32_t)w : 1;
+}
+
+/* Keep the window of pieces shown to p that it does not have yet. A piece is shown only while nobody
+ * connected has it and, until the first pass is over, nobody is fetching it (in_flight == 0), never-sent
+ * first, scanning from a rotating cursor so peers get different pieces: each piece leaves the seed about once,
+ * and the peers trade the rest. A piece shown long ago to a peer that has not fetched it (a client that
+ * ignores it, a stalled peer) may be shown to another one after SUPER_STALE_MS. When nothing may be shown, p
+ * gets its pieces from the other peers. */
 static void reveal_more(struct session *s, struct sess_peer *p, uint64_t now)
 {
     if (!s->super_active || p->state != PS_ACTIVE || !p->authed || !p->revealed.bits)
         return;
-    uint32_t outstanding = 0, n = s->mi->num_pieces;
+    uint32_t outstanding = 0, n = s->mi->num_pieces, window = super_window(s);
     for (uint32_t i = 0; i < n; i++)
         if (bitfield_get(&p->revealed, i) && !bitfield_get(&p->have, i))
             outstanding++;
-    while (outstanding < s->cfg.super_window) {
+    while (outstanding < window) {
         uint32_t best = UINT32_MAX;
         uint64_t best_key = UINT64_MAX;
         for (uint32_t k = 0; k < n; k++) {
             uint32_t i = (s->reveal_cursor + k) % n;
-            if (bitfield_get(&p->revealed, i) || bitfield_get(&p->have, i))
+            if (bitfield_get(&p->revealed, i) || bitfield_get(&p->have, i) || s->picker.avail[i] > 0)
                 continue;
-            uint64_t key = ((uint64_t)s->picker.avail[i] << 32) | s->sent_count[i];
+            /* tiers: not in flight anywhere; shown long ago and still not fetched; at the end of the first
+             * pass, when nothing else is left, in flight at one other peer only (the seed's uplink would idle
+             * while the last pieces crawl to their single peers) */
+            uint64_t tier;
+            if (s->in_flight[i] == 0)
+                tier = 0;
+            else if (now - s->reveal_t[i] > SUPER_STALE_MS)
+                tier = 1;
+            else if (s->in_flight[i] < SUPER_END_COPIES)
+                tier = 2;
+            else
+                continue;
+            uint64_t key = (tier << 40) | ((uint64_t)s->in_flight[i] << 24) | (s->sent_count[i] & 0xFFFFFFu);
             if (key < best_key) {
                 best_key = key;
                 best = i;
@@ -339,11 +379,28 @@ static void reveal_more(struct session *s, struct sess_peer *p, uint64_t now)
         s->reveal_cursor = (best + 1) % n;
         bitfield_set(&p->revealed, best);
         s->sent_count[best]++;
+        s->in_flight[best]++;
+        s->reveal_t[best] = now;
         if (wire_put_index(&p->out, WM_HAVE, best))
             oom(s);
         mark_sent(p, now);
         outstanding++;
     }
+}
+
+/* p now has piece i (or is gone, or said so in its first bitfield): if it had been shown i, i is no longer in
+ * flight there. */
+static void super_landed(struct session *s, const struct sess_peer *p, uint32_t i)
+{
+    if (s->in_flight && p->revealed.bits && bitfield_get(&p->revealed, i) && s->in_flight[i] > 0)
+        s->in_flight[i]--;
+}
+
+static void reveal_all(struct session *s, uint64_t now)
+{
+    for (uint32_t k = 0; k < s->n_slots; k++)
+        if (s->peers[k] && !s->peers[k]->closing)
+            reveal_more(s, s->peers[k], now);
 }
 
 /* Once the connected peers together hold every piece, show everyone everything: from here the swarm
@@ -792,6 +849,7 @@ static void on_have(struct session *s, struct sess_peer *p, uint32_t i, uint64_t
     }
     if (bitfield_get(&p->have, i))
         return;
+    super_landed(s, p, i);
     bitfield_set(&p->have, i);
     picker_inc(&s->picker, i);
     if (!bitfield_get(&s->have, i)) {
@@ -808,6 +866,10 @@ static void on_have(struct session *s, struct sess_peer *p, uint32_t i, uint64_t
 static void on_full_state(struct session *s, struct sess_peer *p, uint64_t now)
 {
     picker_add_bitfield(&s->picker, &p->have);
+    if (p->revealed.bits)
+        for (uint32_t i = 0; i < p->have.nbits; i++)
+            if (bitfield_get(&p->have, i))
+                super_landed(s, p, i);
     p->wanted = 0;
     for (uint32_t i = 0; i < p->have.nbits; i++)
         if (bitfield_get(&p->have, i) && !bitfield_get(&s->have, i))
@@ -1595,6 +1657,10 @@ struct sess_peer *session_peer_new(struct session *s, const struct peer_addr *ad
 void session_peer_free(struct session *s, struct sess_peer *p)
 {
     release_ours(s, p);
+    if (s->super_active && p->revealed.bits)
+        for (uint32_t i = 0; i < p->revealed.nbits; i++)
+            if (!bitfield_get(&p->have, i))
+                super_landed(s, p, i); /* what it was shown and did not get may go to another peer */
     picker_forget_slot(&s->picker, p->slot);
     if (p->state == PS_ACTIVE)
         picker_remove_bitfield(&s->picker, &p->have);
@@ -1613,6 +1679,8 @@ void session_peer_free(struct session *s, struct sess_peer *p)
     peer_destroy(p);
     /* blocks it held are free again: give them to the others now rather than at the next tick */
     fill_all_requests(s, now);
+    if (s->super_active)
+        reveal_all(s, now);
 }
 
 void session_tick(struct session *s, uint64_t now)

@@ -42,7 +42,10 @@ struct session_config {
      * never-sent ones first, so the seed's uplink sends every piece about once and the machines trade the
      * rest among themselves. Ends by itself once the connected peers together hold every piece. */
     bool super_seed;
-    uint32_t super_window;          /* pieces shown to a peer and not yet had by it; 0 = about 4 MiB worth */
+    /* pieces shown to a peer and not yet had by it; 0 = automatic: about 4 MiB worth shared among the
+     * peers still downloading, at least one each (a piece in flight at a peer is never shown to a second
+     * one, so a smaller window means pieces complete sooner and are forwarded sooner) */
+    uint32_t super_window;
     uint32_t max_peers;             /* connections, default 64 */
     uint32_t upload_slots;          /* unchoked peers, default 64 (cooperative LAN: everyone interested) */
     uint32_t pipeline;              /* outstanding block requests per peer, default 128 */
@@ -160,6 +163,8 @@ struct session {
     struct hasher *hasher;          /* verification on another thread (set by the event loop), or NULL */
     bool super_active;              /* super-seeding still in force */
     uint32_t *sent_count;           /* super-seeding: times each piece was shown to a peer */
+    uint32_t *in_flight;            /* super-seeding: connected peers shown the piece that lack it yet */
+    uint64_t *reveal_t;             /* super-seeding: when each piece was last shown */
     uint32_t reveal_cursor;
     struct zpiece *z;               /* compressed pieces (cfg.zpiece), or NULL */
 };

@@ -704,6 +704,107 @@ TEST(super_seed_rejects_unshown_pieces)
     node_free(&S);
 }
 
+/* Handshake with a given peer id, then HAVE_NONE: a fresh downloading machine. */
+static void raw_hello_as(struct raw *r, int no, uint64_t now)
+{
+    uint8_t id[20];
+    make_id(id, 100 + no);
+    struct buf b = {0};
+    put_hs(&b, g_mi->info_hash, id);
+    wire_put_simple(&b, WM_HAVE_NONE);
+    raw_send(r, &b, now);
+    buf_free(&b);
+    raw_recv(r, now);
+}
+
+static uint32_t revealed_one(const struct sess_peer *p)
+{
+    uint32_t got = UINT32_MAX, n = 0;
+    for (uint32_t i = 0; i < NPIECES; i++)
+        if (bitfield_get(&p->revealed, i)) {
+            got = i;
+            n++;
+        }
+    return n == 1 ? got : UINT32_MAX;
+}
+
+/* A super-seed never shows a piece that is in flight at another peer while a piece nobody has or fetches is
+ * left; a piece shown to a peer that leaves without it goes to the next peer; once every piece is in flight,
+ * the last ones may be shown to a second peer, never to a third. */
+TEST(super_seed_shows_pieces_in_flight_to_one_peer)
+{
+    struct node S;
+    CHECK(node_seeder(&S, 1, -1) == 0);
+    struct session_config cfg = S.s.cfg;
+    session_free(&S.s);
+    cfg.super_seed = true;
+    cfg.super_window = 1;
+    CHECK(session_init(&S.s, &cfg, NULL) == 0);
+    uint64_t now = 1000;
+    struct raw q[NPIECES + 8];
+    bool seen[NPIECES] = {false};
+    /* one machine per piece: all different */
+    for (uint32_t k = 0; k < NPIECES; k++) {
+        raw_open(&q[k], &S, false, 20 + (int)k, now);
+        raw_hello_as(&q[k], (int)k, ++now);
+        uint32_t i = revealed_one(q[k].p);
+        CHECK(i < NPIECES);
+        if (i < NPIECES) {
+            CHECK(!seen[i]);
+            seen[i] = true;
+            CHECK_EQ_INT(S.s.in_flight[i], 1);
+        }
+    }
+    /* the machine fetching piece a leaves without it: a is free again and goes to the next newcomer */
+    uint32_t a = revealed_one(q[0].p);
+    raw_close(&q[0]);
+    CHECK_EQ_INT(S.s.in_flight[a], 0);
+    raw_open(&q[0], &S, false, 40, now);
+    raw_hello_as(&q[0], 40, ++now);
+    CHECK_EQ_INT(revealed_one(q[0].p), a);
+    CHECK_EQ_INT(S.s.in_flight[a], 1);
+    /* a machine that got its piece: no longer in flight, and it is not shown anything another one fetches
+     * before the first pass is over... which it is here: every piece is in flight, so it gets a second copy */
+    uint32_t b = revealed_one(q[1].p);
+    struct buf m = {0};
+    wire_put_index(&m, WM_HAVE, b);
+    raw_send(&q[1], &m, ++now);
+    raw_recv(&q[1], now);
+    CHECK_EQ_INT(S.s.in_flight[b], 0);
+    CHECK_EQ_INT(S.s.picker.avail[b], 1);
+    /* it is idle now, and every piece is in flight: the end of the first pass, it gets a second copy of one */
+    uint32_t again = UINT32_MAX;
+    for (uint32_t i = 0; i < NPIECES; i++)
+        if (i != b && bitfield_get(&q[1].p->revealed, i))
+            again = i;
+    CHECK(again < NPIECES);
+    if (again < NPIECES)
+        CHECK_EQ_INT(S.s.in_flight[again], 2);
+    /* more machines than pieces: each extra one is shown a piece in flight at exactly one other */
+    uint32_t extra = 0;
+    for (uint32_t k = NPIECES; k < NPIECES + 8; k++) {
+        raw_open(&q[k], &S, false, 50 + (int)k, now);
+        raw_hello_as(&q[k], 50 + (int)k, ++now);
+        uint32_t i = revealed_one(q[k].p);
+        if (i < NPIECES) {
+            extra++;
+            CHECK(i != b); /* someone has b: the peers trade it */
+            CHECK_EQ_INT(S.s.in_flight[i], 2);
+        }
+    }
+    /* 5 more pieces in flight at one machine each: 5 second copies, then nothing */
+    CHECK_EQ_INT(extra, NPIECES - 2);
+    for (uint32_t i = 0; i < NPIECES; i++)
+        CHECK(S.s.in_flight[i] <= 2);
+    CHECK(S.s.super_active);
+    buf_free(&m);
+    for (uint32_t k = 0; k < NPIECES + 8; k++)
+        raw_close(&q[k]);
+    for (uint32_t i = 0; i < NPIECES; i++)
+        CHECK_EQ_INT(S.s.in_flight[i], 0);
+    node_free(&S);
+}
+
 TEST(unrequested_piece_is_not_written)
 {
     struct node F;
@@ -1508,6 +1609,7 @@ int main(void)
     RUN(mesh_of_four);
     RUN(super_seed_sends_each_piece_about_once);
     RUN(super_seed_rejects_unshown_pieces);
+    RUN(super_seed_shows_pieces_in_flight_to_one_peer);
     RUN(unrequested_piece_is_not_written);
     RUN(late_merged_duplicate_never_overwrites_a_verified_piece);
     RUN(corrupt_sole_contributor_closed_then_honest_completes);
