@@ -521,6 +521,30 @@ static void release_ours(struct session *s, struct sess_peer *p)
     p->ours_bytes = 0;
 }
 
+/* Bytes to keep requested from p: about SESSION_QUEUE_MS of its measured delivery rate, within
+ * [SESSION_QUEUE_MIN, pipeline * block_size]. A deep queue at a slow source (a machine shares its uplink with
+ * the whole swarm) only spreads our download over many half-done pieces, none of which can be verified and
+ * passed on; a queue of a few hundred milliseconds keeps the link busy and pieces completing. */
+static uint64_t request_budget(const struct session *s, const struct sess_peer *p)
+{
+    uint64_t cap = (uint64_t)s->cfg.pipeline * s->cfg.block_size;
+    uint64_t b = p->down_rate ? p->down_rate * SESSION_QUEUE_MS / 1000u : SESSION_QUEUE_START;
+    if (b < SESSION_QUEUE_MIN)
+        b = SESSION_QUEUE_MIN;
+    return b < cap ? b : cap;
+}
+
+/* Delivery rate: measured over intervals of at least 250 ms while requests are outstanding. */
+static void update_rate(struct sess_peer *p, uint64_t now)
+{
+    if (now - p->rate_t < 250)
+        return;
+    uint64_t inst = (p->bytes_down - p->rate_bytes) * 1000u / (now - p->rate_t);
+    p->down_rate = p->down_rate ? (p->down_rate + inst) / 2 : inst;
+    p->rate_t = now;
+    p->rate_bytes = p->bytes_down;
+}
+
 /* ---------- compressed pieces (ds_zpiece, zpiece.h) ---------- */
 
 static bool ours_take_z(struct sess_peer *p, uint32_t piece, struct peer_req *out)
@@ -540,14 +564,14 @@ static bool ours_take_z(struct sess_peer *p, uint32_t piece, struct peer_req *ou
 
 /* Request from a peer that speaks ds_zpiece. The picker's blocks are gathered first; every piece whose blocks
  * were all picked here (a fresh piece) is asked for compressed in one message, the rest block by block. The
- * budget is one piece more than the plain one and picking waits until a whole piece fits, so a fresh piece
- * is always picked in one round whatever the piece size. It counts
+ * budget is one piece more than the plain one (request_budget, at least a piece) and picking waits until a
+ * whole piece fits, so a fresh piece is always picked in one round whatever the piece size. It counts
  * the raw bytes a request covers, as for plain requests (the endgame and the stall clock treat a compressed
  * request like the blocks it covers; their picker blocks are held by this peer until it answers). */
 static void fill_requests_z(struct session *s, struct sess_peer *p, const struct bitfield *from, uint64_t now)
 {
     const uint32_t bs = s->cfg.block_size;
-    uint64_t budget = (uint64_t)s->cfg.pipeline * bs;
+    uint64_t budget = request_budget(s, p);
     if (budget < s->mi->piece_length)
         budget = s->mi->piece_length;
     budget += s->mi->piece_length;
@@ -607,7 +631,7 @@ static void fill_requests_z(struct session *s, struct sess_peer *p, const struct
     free(acc);
 }
 
-/* Keep about pipeline * block_size bytes requested from the peer. Consecutive blocks of a piece are merged
+/* Keep about request_budget() bytes requested from the peer. Consecutive blocks of a piece are merged
  * into one request up to the peer's max_req: diskswarm peers take 128 KiB requests, which cuts the
  * per-message and per-syscall cost eightfold on both sides; other clients get standard 16 KiB requests. */
 static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
@@ -628,13 +652,16 @@ static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
         from = &fastonly;
     }
     struct block_req reqs[64];
-    if (p->n_ours == 0)
+    if (p->n_ours == 0) {
         p->t_last_block = now; /* the stall clock starts with the first outstanding request */
+        p->rate_t = now;       /* and so does the rate measurement: idle time is not slowness */
+        p->rate_bytes = p->bytes_down;
+    }
     if (s->z && p->ds_zpiece_id) {
         fill_requests_z(s, p, from, now);
         goto out;
     }
-    const uint64_t budget = (uint64_t)s->cfg.pipeline * s->cfg.block_size;
+    const uint64_t budget = request_budget(s, p);
     while (p->ours_bytes < budget) {
         uint64_t want = (budget - p->ours_bytes + s->cfg.block_size - 1) / s->cfg.block_size;
         if (want > 64)
@@ -995,6 +1022,7 @@ static void on_piece(struct session *s, struct sess_peer *p, const struct wire_m
         return; /* not asked for (or cancelled, or from an unproven peer): never written */
     p->t_last_block = now;
     p->bytes_down += len;
+    update_rate(p, now);
     s->payload_down += len;
     accept_data(s, p, m, now);
 }
@@ -1279,6 +1307,7 @@ static void on_zpiece(struct session *s, struct sess_peer *p, const uint8_t *d, 
         }
         p->bytes_down += ps;
         s->payload_down += ps;
+        update_rate(p, now);
         /* kept for forwarding only when the whole piece came from this frame (dropped again on a hash failure) */
         if (zcache_put(&s->z->cache, zm.piece, zm.frame, zm.frame_len))
             oom(s);

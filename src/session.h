@@ -30,6 +30,9 @@
 /* incoming connections one host may hold before finishing the handshake (see half_open_from) */
 #define SESSION_MAX_HALF_OPEN_PER_HOST 4
 #define SESSION_ALLOWED_FAST 10      /* BEP 6 allowed-fast set size we grant and accept */
+#define SESSION_QUEUE_MS 300         /* requests kept outstanding at a peer: this long at its measured rate */
+#define SESSION_QUEUE_MIN (64u * 1024u)   /* ... but at least this many bytes */
+#define SESSION_QUEUE_START (256u * 1024u) /* ... and this many before its rate is known */
 
 struct session_config {
     const struct metainfo *mi;
@@ -48,7 +51,8 @@ struct session_config {
     uint32_t super_window;
     uint32_t max_peers;             /* connections, default 64 */
     uint32_t upload_slots;          /* unchoked peers, default 64 (cooperative LAN: everyone interested) */
-    uint32_t pipeline;              /* outstanding block requests per peer, default 128 */
+    uint32_t pipeline;              /* outstanding block requests per peer at most, default 128; fewer at a
+                                     * peer that delivers slowly (SESSION_QUEUE_MS) */
     uint32_t block_size;            /* default WIRE_BLOCK_SIZE */
     size_t out_watermark;           /* stop filling a peer's output above this many bytes, default 256 KiB */
     uint64_t seed;                  /* RNG seed for piece tie-breaks (0: from peer_id) */
@@ -111,6 +115,10 @@ struct sess_peer {
     size_t n_theirs, head_theirs, cap_theirs;
 
     uint64_t t_connected, t_last_recv, t_last_send, t_last_block, t_last_pex;
+    /* how fast it delivers what we ask (bytes/s, 0 = not measured yet): our request queue at it is sized to
+     * about SESSION_QUEUE_MS of that, so a slow source does not hold pieces half-done for seconds */
+    uint64_t down_rate;
+    uint64_t rate_t, rate_bytes;    /* start of the current measuring interval */
     uint64_t bytes_down, bytes_up;  /* payload */
     uint32_t strikes;               /* hash failures it contributed to */
     /* BEP 6 allowed-fast: pieces it lets us request while choked, and pieces we let it request */

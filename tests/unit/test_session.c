@@ -805,6 +805,42 @@ TEST(super_seed_shows_pieces_in_flight_to_one_peer)
     node_free(&S);
 }
 
+/* The request queue at a peer follows the rate it delivers at: SESSION_QUEUE_START before it is known, about
+ * SESSION_QUEUE_MS of it (at least SESSION_QUEUE_MIN) after, never more than the pipeline. */
+TEST(request_queue_follows_delivery_rate)
+{
+    struct node F;
+    CHECK(node_fetcher_cfg(&F, 2, 8) == 0); /* pipeline 8 blocks = 128 KiB at most */
+    uint64_t now = 1000;
+    struct raw r;
+    raw_open(&r, &F, false, 9, now);
+    raw_hello(&r, WM_HAVE_ALL, now);
+    struct buf b = {0};
+    wire_put_simple(&b, WM_UNCHOKE);
+    raw_send(&r, &b, ++now);
+    raw_recv(&r, now);
+    /* start: 256 KiB, capped by the pipeline (the short last piece makes one block short) */
+    CHECK(r.p->ours_bytes >= 7u * BLK && r.p->ours_bytes <= 9u * BLK);
+    /* deliver what it asks, one block every 500 ms: 32 KiB/s, a queue of ~10 KiB: the minimum, 64 KiB */
+    for (size_t k = 0; k < 5 && k < r.n_reqs; k++) {
+        struct peer_req q = r.reqs[k];
+        now += 500;
+        send_piece(&r, q.piece, q.begin, g_data + (uint64_t)q.piece * PIECE_LEN + q.begin, q.length, now);
+        raw_recv(&r, now);
+    }
+    CHECK(r.p->down_rate > 0 && r.p->down_rate < 64u * 1024u);
+    CHECK(r.p->ours_bytes > 0 && r.p->ours_bytes <= SESSION_QUEUE_MIN + BLK);
+    /* a fast peer: the queue grows back to the pipeline */
+    r.p->down_rate = 100u << 20;
+    wire_put_simple(&b, WM_UNCHOKE); /* another UNCHOKE: the fetcher tops up */
+    raw_send(&r, &b, ++now);
+    raw_recv(&r, now);
+    CHECK(r.p->ours_bytes >= 7u * BLK);
+    buf_free(&b);
+    raw_close(&r);
+    node_free(&F);
+}
+
 TEST(unrequested_piece_is_not_written)
 {
     struct node F;
@@ -1610,6 +1646,7 @@ int main(void)
     RUN(super_seed_sends_each_piece_about_once);
     RUN(super_seed_rejects_unshown_pieces);
     RUN(super_seed_shows_pieces_in_flight_to_one_peer);
+    RUN(request_queue_follows_delivery_rate);
     RUN(unrequested_piece_is_not_written);
     RUN(late_merged_duplicate_never_overwrites_a_verified_piece);
     RUN(corrupt_sole_contributor_closed_then_honest_completes);
