@@ -18,7 +18,7 @@
 #define READS_PER_EVENT 8
 #define CONNECT_TIMEOUT_MS 10000
 #define MAX_PENDING_CONNECTS 32
-#define NET_NOTSENT_LOWAT (128 * 1024)
+#define NET_NOTSENT_LOWAT (32 * 1024)
 
 /* epoll data tags: low bits say what kind of fd it is */
 enum { TAG_LISTEN = 1, TAG_WATCH = 2, TAG_CONN = 3 };
@@ -218,7 +218,7 @@ static void set_events(struct net *n, struct net_conn *c, uint32_t want)
         c->events = want;
 }
 
-/* TCP_NODELAY: requests and HAVEs leave at once. TCP_NOTSENT_LOWAT: the kernel takes at most ~128 KiB of
+/* TCP_NODELAY: requests and HAVEs leave at once. TCP_NOTSENT_LOWAT: the kernel takes at most ~32 KiB of
  * not-yet-sent bytes per connection (the default lets it buffer MBs). Piece data and control messages share a
  * connection: with MBs queued, a REQUEST or HAVE to a peer we upload to at RATE/15 waited seconds behind
  * piece data; now it waits a fraction of a second, and the session, not the kernel, decides what goes next. */

@@ -143,7 +143,7 @@ int session_init(struct session *s, const struct session_config *cfg, struct ds_
     if (!s->cfg.block_size)
         s->cfg.block_size = WIRE_BLOCK_SIZE;
     if (!s->cfg.out_watermark)
-        s->cfg.out_watermark = 256 * 1024;
+        s->cfg.out_watermark = 64 * 1024;
     s->mi = cfg->mi;
     s->store = cfg->store;
     const struct metainfo *mi = s->mi;

@@ -54,7 +54,8 @@ struct session_config {
     uint32_t pipeline;              /* outstanding block requests per peer at most, default 128; fewer at a
                                      * peer that delivers slowly (SESSION_QUEUE_MS) */
     uint32_t block_size;            /* default WIRE_BLOCK_SIZE */
-    size_t out_watermark;           /* stop filling a peer's output above this many bytes, default 256 KiB */
+    size_t out_watermark;           /* stop filling a peer's output above this many bytes, default 64 KiB: our
+                                     * REQUESTs and HAVEs to a peer queue behind the piece data we send it */
     uint64_t seed;                  /* RNG seed for piece tie-breaks (0: from peer_id) */
     /* who may talk to us (--allow); empty = anyone */
     const struct cidr *allow;
