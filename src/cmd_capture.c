@@ -248,19 +248,6 @@ static int check_not_mounted_rw(const char *path, const struct stat *st, char *m
 /* ---------------------------------------------------------------------------------------------------------
  * parallel piece hashing */
 
-static size_t find_ext(const struct extent *x, size_t n, uint64_t tor_off)
-{
-    size_t lo = 0, hi = n;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (x[mid].tor_off <= tor_off)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 struct cap_stats {
     uint64_t bytes, ms, sha_ns;
     unsigned threads;
@@ -385,7 +372,7 @@ static int cap_fill_piece(void *ctx, uint32_t piece, uint64_t off, uint8_t *buf,
     const struct cap_fill *f = ctx;
     (void)piece;
     readahead_advance(f->ra, off);
-    size_t xi = find_ext(f->ext, f->n_ext, off), done = 0;
+    size_t xi = extent_find(f->ext, f->n_ext, off), done = 0;
     while (done < len) {
         if (xi >= f->n_ext)
             return ds_errf(e, "internal error: piece beyond the extents");

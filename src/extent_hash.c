@@ -54,19 +54,6 @@ static void job_fail(struct eh_job *j, const char *fmt, ...)
     pthread_mutex_unlock(&j->lock);
 }
 
-static size_t find_ext(const struct extent *x, size_t n, uint64_t tor_off)
-{
-    size_t lo = 0, hi = n;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (x[mid].tor_off <= tor_off)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 /* Read exactly len bytes at device offset dev into buf. 0 or -1 (job failed). */
 static int read_full(struct eh_job *j, int fd, uint8_t *buf, size_t len, uint64_t dev)
 {
@@ -96,7 +83,7 @@ static int hash_pieces(struct eh_job *j, int fd, uint8_t *buf, uint64_t p0, uint
     const struct extent_hash *h = j->h;
     uint64_t off = p0 * h->piece, end = p1 * h->piece < j->total ? p1 * h->piece : j->total;
     uint64_t pi = p0, piece_end = off + h->piece < end ? off + h->piece : end;
-    size_t xi = find_ext(h->ext, h->n_ext, off);
+    size_t xi = extent_find(h->ext, h->n_ext, off);
     struct sha1_ctx c = {0};
     if (sha1_init(&c)) {
         job_fail(j, "SHA-1 initialisation failed");

@@ -187,11 +187,15 @@ size_t extent_map_find(const struct extent_map *m, uint64_t tor_off)
 {
     if (!m || m->n == 0 || tor_off >= m->total)
         return m ? m->n : 0;
-    /* Largest i with ext[i].tor_off <= tor_off. ext[0].tor_off == 0, so it exists. */
-    size_t lo = 0, hi = m->n;
+    return extent_find(m->ext, m->n, tor_off);
+}
+
+size_t extent_find(const struct extent *ext, size_t n, uint64_t tor_off)
+{
+    size_t lo = 0, hi = n;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        if (m->ext[mid].tor_off <= tor_off)
+        if (ext[mid].tor_off <= tor_off)
             lo = mid;
         else
             hi = mid;

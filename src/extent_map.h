@@ -43,5 +43,8 @@ int extent_map_shift(struct extent_map *m, uint64_t delta, struct ds_err *e);
 
 /* Index of the extent that contains torrent offset off (off < total), by binary search. */
 size_t extent_map_find(const struct extent_map *m, uint64_t tor_off);
+/* The same search on a bare sorted array (n > 0, ext[0].tor_off == 0): the largest i with
+ * ext[i].tor_off <= tor_off. */
+size_t extent_find(const struct extent *ext, size_t n, uint64_t tor_off);
 
 #endif
