@@ -1,5 +1,8 @@
 #include "cli.h"
 
+#include "addr_filter.h"
+#include "err.h"
+
 #include "file_util.h"
 
 #include <ctype.h>
@@ -80,6 +83,43 @@ int cli_write_file(const char *path, const void *data, unsigned long len)
         cli_error("%s", e.msg);
         return -1;
     }
+    return 0;
+}
+
+int cli_opt_seed_time(const char *s, int64_t *out)
+{
+    uint64_t v;
+    if (cli_parse_uint(s, 10u * 365 * 86400, &v)) {
+        cli_error("--seed-time wants seconds, not '%s'", s);
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+int cli_opt_expect(const char *s, uint64_t *out)
+{
+    uint64_t v;
+    if (cli_parse_uint(s, 1000000, &v) || v == 0) {
+        cli_error("--expect wants a positive number of machines, not '%s'", s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_opt_allow(const char *s, struct cidr *allow, size_t *n)
+{
+    if (*n >= CLI_MAX_ALLOW) {
+        cli_error("too many --allow ranges (at most %d)", CLI_MAX_ALLOW);
+        return -1;
+    }
+    struct ds_err e;
+    if (cidr_parse(s, &allow[*n], &e)) {
+        cli_error("--allow: %s", e.msg);
+        return -1;
+    }
+    (*n)++;
     return 0;
 }
 

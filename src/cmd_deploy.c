@@ -46,7 +46,6 @@
 #include "store.h"
 #include "target_check.h"
 
-#define MAX_ALLOW 64
 #define DEPLOY_MAX_DOC ((size_t)64 << 20)
 #define WIPE_LEN ((uint64_t)1 << 20)
 #define STATE_DIR "/var/lib/diskswarm"
@@ -61,7 +60,7 @@ struct deploy_opts {
     const char *state;
     const char *secret_file;
     const char *listen;
-    struct cidr allow[MAX_ALLOW];
+    struct cidr allow[CLI_MAX_ALLOW];
     size_t n_allow;
 };
 
@@ -416,24 +415,18 @@ static int parse(int argc, char **argv, struct deploy_opts *o)
     o->listen = "6881";
     optind = 1;
     int c;
-    uint64_t v;
     while ((c = getopt_long(argc, argv, "hy", lo, NULL)) != -1) {
         switch (c) {
         case O_TO: o->target = optarg; break;
         case 'y':
         case O_YES: o->yes = true; break;
         case O_SEEDTIME:
-            if (cli_parse_uint(optarg, 10u * 365 * 86400, &v)) {
-                cli_error("deploy: --seed-time wants seconds, not '%s'", optarg);
+            if (cli_opt_seed_time(optarg, &o->seed_time))
                 return EXIT_USAGE;
-            }
-            o->seed_time = (int64_t)v;
             break;
         case O_EXPECT:
-            if (cli_parse_uint(optarg, 1000000, &o->expect) || !o->expect) {
-                cli_error("deploy: --expect wants a positive number of machines");
+            if (cli_opt_expect(optarg, &o->expect))
                 return EXIT_USAGE;
-            }
             break;
         case O_THEN: o->then = optarg; break;
         case O_STATE: o->state = optarg; break;
@@ -443,15 +436,10 @@ static int parse(int argc, char **argv, struct deploy_opts *o)
         case O_VERBOSE: o->verbose = true; break;
         case O_SECRET: o->secret_file = optarg; break;
         case O_LISTEN: o->listen = optarg; break;
-        case O_ALLOW: {
-            struct ds_err e;
-            if (o->n_allow >= MAX_ALLOW || cidr_parse(optarg, &o->allow[o->n_allow], &e)) {
-                cli_error("deploy: bad or too many --allow '%s'", optarg);
+        case O_ALLOW:
+            if (cli_opt_allow(optarg, o->allow, &o->n_allow))
                 return EXIT_USAGE;
-            }
-            o->n_allow++;
             break;
-        }
         case O_HELP:
         case 'h': usage(stdout); return -1;
         default: usage(stderr); return EXIT_USAGE;

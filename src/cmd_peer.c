@@ -20,7 +20,6 @@
 #include "store.h"
 
 #define MAX_CLI_PEERS 256
-#define MAX_ALLOW 64
 
 struct peer_opts {
     bool fetch;
@@ -34,7 +33,7 @@ struct peer_opts {
     bool verify;
     bool super_seed;
     bool resume;
-    struct cidr allow[MAX_ALLOW];
+    struct cidr allow[CLI_MAX_ALLOW];
     size_t n_allow;
     const char *secret_file;
     bool json, quiet, no_tracker, verbose;
@@ -146,37 +145,22 @@ static int parse_opts(int argc, char **argv, struct peer_opts *o)
             if (o->fetch) goto bad;
             o->super_seed = true;
             break;
-        case O_ALLOW: {
-            struct ds_err e;
-            if (o->n_allow >= MAX_ALLOW) {
-                cli_error("too many --allow ranges (at most %d)", MAX_ALLOW);
+        case O_ALLOW:
+            if (cli_opt_allow(optarg, o->allow, &o->n_allow))
                 return EXIT_USAGE;
-            }
-            if (cidr_parse(optarg, &o->allow[o->n_allow], &e)) {
-                cli_error("--allow: %s", e.msg);
-                return EXIT_USAGE;
-            }
-            o->n_allow++;
             break;
-        }
         case O_SECRET: o->secret_file = optarg; break;
         case O_RESUME:
             if (!o->fetch) goto bad;
             o->resume = true;
             break;
         case O_SEEDTIME:
-            if (cli_parse_uint(optarg, 10u * 365 * 86400, &v)) {
-                cli_error("--seed-time wants seconds, not '%s'", optarg);
+            if (cli_opt_seed_time(optarg, &o->seed_time))
                 return EXIT_USAGE;
-            }
-            o->seed_time = (int64_t)v;
             break;
         case O_EXPECT:
-            if (cli_parse_uint(optarg, 1000000, &v) || v == 0) {
-                cli_error("--expect wants a positive number of machines, not '%s'", optarg);
+            if (cli_opt_expect(optarg, &o->expect))
                 return EXIT_USAGE;
-            }
-            o->expect = v;
             break;
         case O_JSON: o->json = true; break;
         case O_QUIET: o->quiet = true; break;

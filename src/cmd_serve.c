@@ -35,7 +35,6 @@
 #include "tracker_http.h"
 #include "tracker_state.h"
 
-#define MAX_ALLOW 64
 #define SERVE_MAX_FILE ((size_t)256 << 20)   /* a torrent or manifest larger than this is refused */
 
 struct serve_torrent {
@@ -232,10 +231,10 @@ int cmd_serve(int argc, char **argv)
         {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0},
     };
     const char *listen = "0.0.0.0:6969", *secret = NULL, *state_dir = NULL;
-    struct cidr allow[MAX_ALLOW];
+    struct cidr allow[CLI_MAX_ALLOW];
     size_t n_allow = 0;
     int64_t seed_time = -1;
-    uint64_t expect = 0, peer_port = 0, v;
+    uint64_t expect = 0, peer_port = 0;
     bool json = false, verbose = false, super_seed = true;
     struct netboot_config nbc;
     memset(&nbc, 0, sizeof nbc);
@@ -251,27 +250,17 @@ int cmd_serve(int argc, char **argv)
             }
             break;
         case O_EXPECT:
-            if (cli_parse_uint(optarg, 1000000, &expect) || !expect) {
-                cli_error("serve: --expect wants a positive number of machines");
+            if (cli_opt_expect(optarg, &expect))
                 return EXIT_USAGE;
-            }
             break;
         case O_SEEDTIME:
-            if (cli_parse_uint(optarg, 10u * 365 * 86400, &v)) {
-                cli_error("serve: --seed-time wants seconds");
+            if (cli_opt_seed_time(optarg, &seed_time))
                 return EXIT_USAGE;
-            }
-            seed_time = (int64_t)v;
             break;
-        case O_ALLOW: {
-            struct ds_err e;
-            if (n_allow >= MAX_ALLOW || cidr_parse(optarg, &allow[n_allow], &e)) {
-                cli_error("serve: bad or too many --allow '%s'", optarg);
+        case O_ALLOW:
+            if (cli_opt_allow(optarg, allow, &n_allow))
                 return EXIT_USAGE;
-            }
-            n_allow++;
             break;
-        }
         case O_SECRET: secret = optarg; break;
         case O_JSON: json = true; break;
         case O_VERBOSE: verbose = true; break;
