@@ -93,7 +93,9 @@ case_from_image() {
     fi=$(jfield "$DS_TMP/img-seed.json" zfrom_image); wu=$(jfield "$DS_TMP/img-seed.json" wire_up)
     ssmax=$(sort -n "$DS_TMP/img-ss.txt" | tail -1)
     ds_log "  from_image: fetchers got $pd bytes of pieces with $wd bytes on the wire ($(awk -v a="$wd" -v b="$pd" 'BEGIN{printf "%.3f", a/b}')), $zd compressed pieces, $fc forwarded from caches; seeder: $fi frames from the image, wire_up $wu, kernel acked ≥ ${ssmax:-?}"
-    [ "$pd" = $((3 * USED)) ] || fail "downloaded $pd, expected $((3 * USED))"
+    # every byte at least once; endgame may fetch a few blocks twice (a cancel racing the data), never much
+    ((pd >= 3 * USED && pd <= 3 * USED + 3 * USED / 100)) ||
+        fail "downloaded $pd, expected $((3 * USED)) (+ at most 1 % endgame duplicates)"
     [ "$wd" -lt $((pd * 7 / 10)) ] || fail "wire bytes $wd not well below the raw $pd"
     [ "$zd" -gt 0 ] && [ "${fi:-0}" -gt 0 ] || fail "no compressed pieces ($zd down, $fi from the image)"
     [ "$fc" -gt 0 ] || fail "no frame forwarded from a cache"
