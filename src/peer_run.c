@@ -276,9 +276,14 @@ int peer_run(const struct peer_run_opts *o, struct peer_run_result *res)
     bool completed = !o->fetch;
     const char *end_reason = NULL;
     const char *tick_reason = NULL;
+    /* The first round does not wait: the --peer candidates are dialled and the first announce is submitted
+     * at once instead of after a 200 ms idle poll (that was a fifth of a deployment's start-up). */
+    if (an_ok)
+        announcer_tick(&an, now);
+    int wait_ms = 0;
     /* bounded by the exit conditions below; each round waits at most 200 ms */
-    for (;;) {
-        if (net_poll(&n, 200, &e)) {
+    for (;; wait_ms = 200) {
+        if (net_poll(&n, wait_ms, &e)) {
             cli_error("%s", e.msg);
             goto out;
         }

@@ -383,6 +383,9 @@ def main():
                     f"--on-bt-download-complete={hook}", cfg["torrents"]["aria2"]],
                     os.path.join(logdir, f"m{i}.out"), timeout=timeout)
 
+        if clients:
+            log(f"receivers launched {min(p.t_launch for p in clients.values()) - t0:.3f}.."
+                f"{max(p.t_launch for p in clients.values()) - t0:.3f} s after t0")
         # ---------------- wait (bounded) ----------------
         deadline = t0 + timeout
         failed = {}
