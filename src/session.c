@@ -312,25 +312,39 @@ static bool in_set(const uint32_t *set, uint32_t n, uint32_t v)
 
 /* ---------- super-seeding ---------- */
 
-/* How many pieces a peer may have been shown and not have yet: cfg.super_window, or about 4 MiB worth shared
- * among the peers still downloading, at least one each. Every piece shown is in flight at one peer only, so
- * the window is what the seed's uplink is split over: a small one makes each piece arrive, verify and be
- * forwarded soon instead of all of them crawling in parallel at RATE / (N x window). */
+/* Pieces the seed may have shown and not yet landed, over all peers together: about 4 MiB worth (at least
+ * 2), reached by a slow start. It begins at 2 and grows by one for every piece that lands, as TCP's window
+ * does. At the start every peer is empty: with a piece shown to each of N peers at once, the seed's uplink is
+ * split N ways, the first pieces reach their peers only after N piece-times, and meanwhile the peers' uplinks
+ * idle. With two in flight, a piece is out in two piece-times and its peer starts passing it on while the
+ * seed sends the next (a binomial pipeline); when the window is full every peer has something to trade. */
+static uint32_t super_global_window(const struct session *s)
+{
+    uint64_t budget = (4u << 20) / s->mi->piece_length;
+    if (budget < 2)
+        budget = 2;
+    uint64_t w = 2u + (uint64_t)s->super_landed_n;
+    return (uint32_t)(w < budget ? w : budget);
+}
+
+/* How many pieces a peer may have been shown and not have yet: cfg.super_window (tests: then there is no
+ * global limit either), or the global window shared among the peers still downloading, at least one each.
+ * Every piece shown is in flight at one peer only, so the window is what the seed's uplink is split over: a
+ * small one makes each piece arrive, verify and be forwarded soon instead of all of them crawling in parallel
+ * at RATE / (N x window). */
 static uint32_t super_window(const struct session *s)
 {
     if (s->cfg.super_window)
         return s->cfg.super_window;
-    uint64_t budget = (4u << 20) / s->mi->piece_length;
-    if (budget < 2)
-        budget = 2;
     uint32_t downloading = 0;
     for (uint32_t k = 0; k < s->n_slots; k++) {
         const struct sess_peer *q = s->peers[k];
         if (q && q->state == PS_ACTIVE && q->revealed.bits && q->have.count < q->have.nbits)
             downloading++;
     }
-    uint64_t w = downloading ? budget / downloading : budget;
-    return w ? (uint32_t)w : 1;
+    uint32_t g = super_global_window(s);
+    uint32_t w = downloading ? g / downloading : g;
+    return w ? w : 1;
 }
 
 /* Keep the window of pieces shown to p that it does not have yet. A piece is shown only while nobody
@@ -344,10 +358,11 @@ static void reveal_more(struct session *s, struct sess_peer *p, uint64_t now)
     if (!s->super_active || p->state != PS_ACTIVE || !p->authed || !p->revealed.bits)
         return;
     uint32_t outstanding = 0, n = s->mi->num_pieces, window = super_window(s);
+    uint32_t global = s->cfg.super_window ? UINT32_MAX : super_global_window(s);
     for (uint32_t i = 0; i < n; i++)
         if (bitfield_get(&p->revealed, i) && !bitfield_get(&p->have, i))
             outstanding++;
-    while (outstanding < window) {
+    while (outstanding < window && s->super_shown < global) {
         uint32_t best = UINT32_MAX;
         uint64_t best_key = UINT64_MAX;
         for (uint32_t k = 0; k < n; k++) {
@@ -380,6 +395,7 @@ static void reveal_more(struct session *s, struct sess_peer *p, uint64_t now)
         bitfield_set(&p->revealed, best);
         s->sent_count[best]++;
         s->in_flight[best]++;
+        s->super_shown++;
         s->reveal_t[best] = now;
         if (wire_put_index(&p->out, WM_HAVE, best))
             oom(s);
@@ -390,17 +406,43 @@ static void reveal_more(struct session *s, struct sess_peer *p, uint64_t now)
 
 /* p now has piece i (or is gone, or said so in its first bitfield): if it had been shown i, i is no longer in
  * flight there. */
-static void super_landed(struct session *s, const struct sess_peer *p, uint32_t i)
+static bool super_landed(struct session *s, const struct sess_peer *p, uint32_t i)
 {
-    if (s->in_flight && p->revealed.bits && bitfield_get(&p->revealed, i) && s->in_flight[i] > 0)
-        s->in_flight[i]--;
+    if (!s->in_flight || !p->revealed.bits || !bitfield_get(&p->revealed, i) || s->in_flight[i] == 0)
+        return false;
+    s->in_flight[i]--;
+    if (s->super_shown > 0)
+        s->super_shown--;
+    s->super_landed_n++;
+    return true;
 }
 
+static bool super_waiting(const struct sess_peer *p)
+{
+    for (uint32_t i = 0; i < p->revealed.nbits; i++)
+        if (bitfield_get(&p->revealed, i) && !bitfield_get(&p->have, i))
+            return false;
+    return true;
+}
+
+/* A piece landed or a peer left: room in the windows goes first to peers that have nothing shown (taken in
+ * turn from a rotating start, so under the slow start no peer waits behind the same others), then to all. */
 static void reveal_all(struct session *s, uint64_t now)
 {
-    for (uint32_t k = 0; k < s->n_slots; k++)
-        if (s->peers[k] && !s->peers[k]->closing)
-            reveal_more(s, s->peers[k], now);
+    if (!s->super_active || !s->n_slots)
+        return;
+    uint32_t start = s->reveal_peer_cursor % s->n_slots;
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t j = 0; j < s->n_slots; j++) {
+            uint32_t k = (start + j) % s->n_slots;
+            struct sess_peer *q = s->peers[k];
+            if (!q || q->closing || !q->revealed.bits || (pass == 0 && !super_waiting(q)))
+                continue;
+            uint32_t before = s->super_shown;
+            reveal_more(s, q, now);
+            if (s->super_shown != before)
+                s->reveal_peer_cursor = k + 1;
+        }
 }
 
 /* Once the connected peers together hold every piece, show everyone everything: from here the swarm
@@ -876,7 +918,7 @@ static void on_have(struct session *s, struct sess_peer *p, uint32_t i, uint64_t
     }
     if (bitfield_get(&p->have, i))
         return;
-    super_landed(s, p, i);
+    bool landed = super_landed(s, p, i);
     bitfield_set(&p->have, i);
     picker_inc(&s->picker, i);
     if (!bitfield_get(&s->have, i)) {
@@ -886,7 +928,10 @@ static void on_have(struct session *s, struct sess_peer *p, uint32_t i, uint64_t
     check_peer_complete(s, p);
     if (s->super_active) {
         super_check_end(s, now);
-        reveal_more(s, p, now);
+        if (landed) /* room in the global window: the peers waiting for a piece first */
+            reveal_all(s, now);
+        else
+            reveal_more(s, p, now);
     }
 }
 

@@ -805,6 +805,97 @@ TEST(super_seed_shows_pieces_in_flight_to_one_peer)
     node_free(&S);
 }
 
+static uint32_t shown_not_had(const struct sess_peer *p)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->revealed.nbits; i++)
+        if (bitfield_get(&p->revealed, i) && !bitfield_get(&p->have, i))
+            n++;
+    return n;
+}
+
+static void say_have(struct raw *r, uint32_t piece, uint64_t now)
+{
+    struct buf m = {0};
+    wire_put_index(&m, WM_HAVE, piece);
+    raw_send(r, &m, now);
+    raw_recv(r, now);
+    buf_free(&m);
+}
+
+/* Automatic window: the seed starts with two pieces in flight in all, whatever the number of peers, and
+ * allows one more for every piece that lands; room goes first to peers that have nothing shown. */
+TEST(super_seed_starts_with_two_pieces_in_flight)
+{
+    struct node S;
+    CHECK(node_seeder(&S, 1, -1) == 0);
+    struct session_config cfg = S.s.cfg;
+    session_free(&S.s);
+    cfg.super_seed = true;
+    cfg.super_window = 0; /* automatic: the slow start */
+    CHECK(session_init(&S.s, &cfg, NULL) == 0);
+    uint64_t now = 1000;
+    struct raw q[4];
+    for (int k = 0; k < 4; k++) {
+        raw_open(&q[k], &S, false, 20 + k, now);
+        raw_hello_as(&q[k], k, ++now);
+    }
+    uint32_t total = 0, busy = 0;
+    for (int k = 0; k < 4; k++) {
+        total += shown_not_had(q[k].p);
+        busy += shown_not_had(q[k].p) > 0;
+    }
+    CHECK_EQ_INT(total, 2);
+    CHECK_EQ_INT(S.s.super_shown, 2);
+    /* a piece lands: the window is 3, and the room goes to peers that had nothing */
+    int first = shown_not_had(q[0].p) ? 0 : 1;
+    uint32_t a = UINT32_MAX;
+    for (uint32_t i = 0; i < NPIECES; i++)
+        if (bitfield_get(&q[first].p->revealed, i))
+            a = i;
+    CHECK(a < NPIECES);
+    uint32_t had_before = shown_not_had(q[first].p);
+    say_have(&q[first], a, ++now);
+    CHECK_EQ_INT(S.s.super_landed_n, 1);
+    CHECK_EQ_INT(S.s.super_shown, 3);
+    total = 0;
+    busy = 0;
+    for (int k = 0; k < 4; k++) {
+        total += shown_not_had(q[k].p);
+        busy += shown_not_had(q[k].p) > 0;
+    }
+    CHECK_EQ_INT(total, 3);
+    CHECK(busy >= 2);
+    if (had_before == 1) /* it had one and got it: two others that were waiting are served, not it */
+        CHECK_EQ_INT(shown_not_had(q[first].p), 0);
+    /* pieces keep landing: the window grows by one each time up to NPIECES pieces, all at different peers
+     * while some peer waits with nothing */
+    for (int round = 0; round < 3; round++) {
+        int k = 0;
+        while (k < 4 && shown_not_had(q[k].p) == 0)
+            k++;
+        CHECK(k < 4);
+        if (k == 4)
+            break;
+        uint32_t b = UINT32_MAX;
+        for (uint32_t i = 0; i < NPIECES; i++)
+            if (bitfield_get(&q[k].p->revealed, i) && !bitfield_get(&q[k].p->have, i))
+                b = i;
+        uint32_t shown = S.s.super_shown;
+        say_have(&q[k], b, ++now);
+        CHECK(S.s.super_shown <= shown + 1);
+        CHECK(S.s.super_shown <= 2 + S.s.super_landed_n);
+    }
+    uint32_t idle = 0;
+    for (int k = 0; k < 4; k++)
+        idle += shown_not_had(q[k].p) == 0 && q[k].p->have.count < NPIECES;
+    CHECK_EQ_INT(idle, 0); /* by now every peer has been given something */
+    for (int k = 0; k < 4; k++)
+        raw_close(&q[k]);
+    CHECK_EQ_INT(S.s.super_shown, 0);
+    node_free(&S);
+}
+
 /* The request queue at a peer follows the rate it delivers at: SESSION_QUEUE_START before it is known, about
  * SESSION_QUEUE_MS of it (at least SESSION_QUEUE_MIN) after, never more than the pipeline. */
 TEST(request_queue_follows_delivery_rate)
@@ -1646,6 +1737,7 @@ int main(void)
     RUN(super_seed_sends_each_piece_about_once);
     RUN(super_seed_rejects_unshown_pieces);
     RUN(super_seed_shows_pieces_in_flight_to_one_peer);
+    RUN(super_seed_starts_with_two_pieces_in_flight);
     RUN(request_queue_follows_delivery_rate);
     RUN(unrequested_piece_is_not_written);
     RUN(late_merged_duplicate_never_overwrites_a_verified_piece);
