@@ -288,8 +288,9 @@ def main():
                 if not wait_listen(ns[0], 6970, 15, tr):
                     raise RuntimeError("diskswarm tracker did not start")
             src = cfg["image"] if plain else cfg.get("seed_from", {}).get(piece, cfg["image"])
+            # --super-seed: what `diskswarm serve` does by default (each piece leaves the server about once)
             argv = [ds, "seed", torrent, "--from", src, "--listen", f"{addr[0]}:6881", "--expect", str(n),
-                    "--json", "--seed-time", str(int(timeout + 30))] + zargs
+                    "--json", "--seed-time", str(int(timeout + 30)), "--super-seed"] + zargs
             if src != cfg["image"]:
                 notes.append("seed from " + os.path.basename(src) + " (" + cfg.get("compress", "") + ")")
             if method != "diskswarm-tracker":
