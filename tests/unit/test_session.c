@@ -166,6 +166,19 @@ static int node_fetcher_cfg(struct node *n, int id, uint32_t pipeline)
 
 static int node_fetcher(struct node *n, int id) { return node_fetcher_cfg(n, id, 0); }
 
+/* A seeder that super-seeds (decided at init: the seeder's session is made again with it on); window 0 =
+ * the automatic window with its slow start. */
+static int node_super_seeder(struct node *n, uint32_t window)
+{
+    if (node_seeder(n, 1, -1))
+        return -1;
+    struct session_config cfg = n->s.cfg;
+    session_free(&n->s);
+    cfg.super_seed = true;
+    cfg.super_window = window;
+    return session_init(&n->s, &cfg, NULL);
+}
+
 static void node_free(struct node *n)
 {
     if (n->up)
@@ -419,13 +432,7 @@ TEST(seeder_to_fetcher)
 TEST(super_seed_sends_each_piece_about_once)
 {
     struct node S, F[3];
-    CHECK(node_seeder(&S, 1, -1) == 0);
-    /* super-seeding is decided at init: re-init the seeder's session with it on */
-    struct session_config cfg = S.s.cfg;
-    session_free(&S.s);
-    cfg.super_seed = true;
-    cfg.super_window = 1;
-    CHECK(session_init(&S.s, &cfg, NULL) == 0);
+    CHECK(node_super_seeder(&S, 1) == 0);
     CHECK(S.s.super_active);
     for (int i = 0; i < 3; i++)
         CHECK(node_fetcher(&F[i], 2 + i) == 0);
@@ -666,12 +673,7 @@ static void send_piece(struct raw *r, uint32_t index, uint32_t begin, const uint
 TEST(super_seed_rejects_unshown_pieces)
 {
     struct node S;
-    CHECK(node_seeder(&S, 1, -1) == 0);
-    struct session_config cfg = S.s.cfg;
-    session_free(&S.s);
-    cfg.super_seed = true;
-    cfg.super_window = 1;
-    CHECK(session_init(&S.s, &cfg, NULL) == 0);
+    CHECK(node_super_seeder(&S, 1) == 0);
     uint64_t now = 1000;
     struct raw q;
     raw_open(&q, &S, false, 7, now);
@@ -734,12 +736,7 @@ static uint32_t revealed_one(const struct sess_peer *p)
 TEST(super_seed_shows_pieces_in_flight_to_one_peer)
 {
     struct node S;
-    CHECK(node_seeder(&S, 1, -1) == 0);
-    struct session_config cfg = S.s.cfg;
-    session_free(&S.s);
-    cfg.super_seed = true;
-    cfg.super_window = 1;
-    CHECK(session_init(&S.s, &cfg, NULL) == 0);
+    CHECK(node_super_seeder(&S, 1) == 0);
     uint64_t now = 1000;
     struct raw q[NPIECES + 8];
     bool seen[NPIECES] = {false};
@@ -828,12 +825,7 @@ static void say_have(struct raw *r, uint32_t piece, uint64_t now)
 TEST(super_seed_starts_with_two_pieces_in_flight)
 {
     struct node S;
-    CHECK(node_seeder(&S, 1, -1) == 0);
-    struct session_config cfg = S.s.cfg;
-    session_free(&S.s);
-    cfg.super_seed = true;
-    cfg.super_window = 0; /* automatic: the slow start */
-    CHECK(session_init(&S.s, &cfg, NULL) == 0);
+    CHECK(node_super_seeder(&S, 0) == 0);
     uint64_t now = 1000;
     struct raw q[4];
     for (int k = 0; k < 4; k++) {
