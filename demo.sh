@@ -18,9 +18,9 @@
 # loop devices, mounts, processes, files — is removed on exit, also on failure or Ctrl-C.
 #
 # Environment: DEMO_MACHINES (default 4, max 20), DEMO_RATE (tc rate, default 200mbit), DEMO_TIMEOUT (seconds
-# the swarm may take, default 300), DEMO_PIECE (default 1M), DEMO_LOOPBACK=1 (force the 127.0.0.1 mode),
-# DEMO_TARGET=file (blank files even as root), DISKSWARM=BINARY (use it instead of building),
-# DS_NO_INSTALL=1 (skip apt-get), DS_KEEP=1 (keep the work dir).
+# the swarm may take, default 300), DEMO_PIECE (default: capture's choice, 256K for this disk),
+# DEMO_LOOPBACK=1 (force the 127.0.0.1 mode), DEMO_TARGET=file (blank files even as root),
+# DISKSWARM=BINARY (use it instead of building), DS_NO_INSTALL=1 (skip apt-get), DS_KEEP=1 (keep the work dir).
 set -euo pipefail
 cd "$(dirname "$0")"
 DS_ROOT=$(pwd)
@@ -32,7 +32,7 @@ PREBUILT=${DISKSWARM:-}   # a binary given by the caller (tests/e2e/demo_smoke.s
 N=${DEMO_MACHINES:-4}
 RATE=${DEMO_RATE:-200mbit}
 LIMIT=${DEMO_TIMEOUT:-300}
-PIECE=${DEMO_PIECE:-1M}
+PIECE=${DEMO_PIECE:-}
 DISK_MB=128
 EFI_MB=40
 DATA_MB=30
@@ -90,7 +90,7 @@ echo "FAT: $(wc -l <"$DISK.fat.manifest") files; ext4: $(wc -l <"$DISK.ext4.mani
 
 say "capture: diskswarm capture $DISK -o IMAGE_DIR"
 IMG=$W/image
-"$DISKSWARM" capture "$DISK" -o "$IMG" --name sda --piece-size "$PIECE" 2>&1 | grep -v '^hash ' || true
+"$DISKSWARM" capture "$DISK" -o "$IMG" --name sda ${PIECE:+--piece-size "$PIECE"} 2>&1 | grep -v '^hash ' || true
 [ -s "$IMG/manifest.json" ] || { echo "capture failed" >&2; exit 1; }
 USED=$("$DS_PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["torrents"][0]["bytes"])' "$IMG/manifest.json")
 echo "$USED bytes to send of $((DISK_MB * 1048576)) (partition table, boot gap, used blocks of both filesystems)"

@@ -35,7 +35,6 @@
 #include "sha1.h"
 #include "target_check.h"
 
-#define CAP_DEFAULT_PIECE ((uint64_t)1 << 20) /* 1 MiB: measured best for LAN swarms (bench/cluster.sh) */
 #define CAP_MAX_TRACKERS 64
 #define CAP_MAX_THREADS EXTENT_HASH_MAX_THREADS
 #define CAP_VERSION "diskswarm 0.1.0"
@@ -63,7 +62,8 @@ static void cap_usage(FILE *f)
           "  --per-partition      whole disk: one torrent per partition (offsets relative to the partition,\n"
           "                       named like sda1) plus NAME.torrent for the partition table and boot gap\n"
           "  --name NAME          device label / torrent name (default: basename of SOURCE)\n"
-          "  --piece-size SIZE    piece length, a power of two from 16K to 1G (default 1M)\n"
+          "  --piece-size SIZE    piece length, a power of two from 16K to 1G (default: 256K, larger for\n"
+          "                       images over 4 GiB so that a torrent has at most 16384 pieces)\n"
           "  --tracker URL        announce URL (repeatable; the first is the primary)\n"
           "  --raw                do not read filesystems: capture every block (see --skip-zero)\n"
           "  --skip-zero          with --raw or the raw fallback for unknown filesystems: leave out all-zero\n"
@@ -470,6 +470,12 @@ static int make_torrent(struct cap_state *cs, const char *name, const char *role
         ext[i] = (struct extent){.dev_off = r->ext[i].off, .len = r->ext[i].len, .tor_off = total};
         total += r->ext[i].len;
     }
+    /* no --piece-size: chosen for this torrent's size (each torrent of a per-partition capture its own) */
+    bool auto_piece = o->piece == 0;
+    if (auto_piece)
+        o->piece = metainfo_auto_piece_length(total);
+    if (cs->m.piece_size < o->piece)
+        cs->m.piece_size = o->piece;
     uint64_t n_pieces = total / o->piece + (total % o->piece != 0);
     if (n_pieces > UINT32_MAX) {
         cli_error("%s: too many pieces (%" PRIu64 "); use a larger --piece-size", name, n_pieces);
@@ -557,6 +563,8 @@ static int make_torrent(struct cap_state *cs, const char *name, const char *role
     }
     rc = 0;
 out:
+    if (auto_piece)
+        o->piece = 0;
     image_writer_abort(iw);
     metainfo_free(mi);
     buf_free(&tor);
@@ -743,7 +751,7 @@ static int capture(struct cap_opts *o)
     snprintf(m->created_by, sizeof m->created_by, "%s", CAP_VERSION);
     snprintf(m->source, sizeof m->source, "%s", o->source);
     m->source_size = size;
-    m->piece_size = o->piece;
+    m->piece_size = o->piece ? o->piece : METAINFO_AUTO_PIECE_MIN; /* auto: raised to the largest torrent's */
     snprintf(m->kind, sizeof m->kind, "%s", is_disk ? "disk" : "partition");
     snprintf(m->mode, sizeof m->mode, "%s", !is_disk ? "single" : o->per_partition ? "per-partition" : "whole-disk");
 
@@ -894,7 +902,7 @@ int cmd_capture(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct cap_opts o = {.piece = CAP_DEFAULT_PIECE};
+    struct cap_opts o = {.piece = 0}; /* 0: metainfo_auto_piece_length() per torrent */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o.threads = ncpu < 1 ? 1 : ncpu > CAP_MAX_THREADS ? CAP_MAX_THREADS : (unsigned)ncpu;
     optind = 1;

@@ -30,7 +30,6 @@
 #include "partclone.h"
 #include "sha1.h"
 
-#define IMP_DEFAULT_PIECE ((uint64_t)1 << 20) /* 1 MiB: measured best for LAN swarms (bench/cluster.sh) */
 #define IMP_MAX_TRACKERS 64
 #define IMP_MAX_SOURCES 4096
 #define IMP_VERSION "diskswarm 0.1.0"
@@ -60,7 +59,8 @@ static void imp_usage(FILE *f)
           "\n"
           "  -o, --output DIR     image directory (created if missing)\n"
           "  --name NAME          torrent name for a single partclone image (default: from the file name)\n"
-          "  --piece-size SIZE    piece length, a power of two from 16K to 1G (default 1M)\n"
+          "  --piece-size SIZE    piece length, a power of two from 16K to 1G (default: 256K, larger for\n"
+          "                       images over 4 GiB so that a torrent has at most 16384 pieces)\n"
           "  --compress zstd[:L]  store the pieces zstd-compressed at level L (default 3)\n"
           "  --store              store the pieces uncompressed (the default)\n"
           "  --no-store           torrents and manifest only; an uncompressed single-file partclone image is\n"
@@ -178,6 +178,7 @@ static int import_one(struct imp_opts *o, const char *const *paths, size_t n_pat
     struct extent *ext = NULL;
     uint8_t *hashes = NULL;
     struct image_writer *iw = NULL;
+    bool auto_piece = false; /* no --piece-size: chosen for this torrent's size */
     struct buf tor = {0};
     struct metainfo *mi = NULL;
     int rc = -1;
@@ -224,6 +225,12 @@ static int import_one(struct imp_opts *o, const char *const *paths, size_t n_pat
         ext[i] = (struct extent){.dev_off = px[i].off, .len = px[i].len, .tor_off = total};
         total += px[i].len;
     }
+    if (o->piece == 0) {
+        auto_piece = true;
+        o->piece = metainfo_auto_piece_length(total);
+    }
+    if (m->piece_size < o->piece)
+        m->piece_size = o->piece;
     uint64_t n_pieces = total / o->piece + (total % o->piece != 0);
     if (n_pieces > UINT32_MAX) {
         cli_error("%s: too many pieces; use a larger --piece-size", name);
@@ -312,6 +319,8 @@ static int import_one(struct imp_opts *o, const char *const *paths, size_t n_pat
         fprintf(stderr, "%s: seed in place from %s\n", name, t->seed_in_place);
     rc = 0;
 out:
+    if (auto_piece)
+        o->piece = 0;
     image_writer_abort(iw);
     metainfo_free(mi);
     buf_free(&tor);
@@ -569,7 +578,7 @@ static int run_import(struct imp_opts *o)
     m.created = (int64_t)time(NULL);
     snprintf(m.created_by, sizeof m.created_by, "%s", IMP_VERSION);
     snprintf(m.source, sizeof m.source, "%s", o->sources[0]);
-    m.piece_size = o->piece;
+    m.piece_size = o->piece ? o->piece : METAINFO_AUTO_PIECE_MIN; /* auto: raised to the largest torrent's */
     m.sector_size = 512;
     if (stat(o->sources[0], &st)) {
         cli_error("cannot open '%s': %s", o->sources[0], strerror(errno));
@@ -641,7 +650,7 @@ int cmd_import(int argc, char **argv)
         {"no-verify", no_argument, NULL, OPT_NOVERIFY}, {"quiet", no_argument, NULL, OPT_QUIET},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
-    struct imp_opts o = {.piece = IMP_DEFAULT_PIECE, .store = true};
+    struct imp_opts o = {.piece = 0, .store = true}; /* piece 0: metainfo_auto_piece_length() per torrent */
     optind = 1;
     opterr = 0;
     int c;

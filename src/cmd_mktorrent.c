@@ -20,7 +20,6 @@
 #include "extent_map.h"
 #include "metainfo.h"
 
-#define MK_DEFAULT_PIECE ((uint64_t)1 << 20) /* 1 MiB: measured best for LAN swarms (bench/cluster.sh) */
 #define MK_IO_BUF ((size_t)1 << 20)
 #define MK_MAX_TRACKERS 64
 
@@ -35,7 +34,8 @@ static void mk_usage(FILE *f)
           "  --all               one extent covering all of SOURCE instead of --extents\n"
           "  -o, --output FILE   where to write the torrent\n"
           "  --name NAME         torrent name / device label (default: basename of SOURCE)\n"
-          "  --piece-size SIZE   piece length, a power of two >= 16K (default 1M)\n"
+          "  --piece-size SIZE   piece length, a power of two >= 16K (default: 256K, larger for images\n"
+          "                      over 4 GiB so that a torrent has at most 16384 pieces)\n"
           "  --tracker URL       announce URL (repeatable; the first is the primary)\n"
           "  --private           set the private flag (no DHT/PEX)\n"
           "  -h, --help          show this help\n",
@@ -293,7 +293,7 @@ int cmd_make_torrent(int argc, char **argv)
     const char *trackers[MK_MAX_TRACKERS];
     size_t n_trackers = 0;
     bool all = false, is_private = false;
-    uint64_t piece = MK_DEFAULT_PIECE;
+    uint64_t piece = 0; /* no --piece-size: metainfo_auto_piece_length() of the total */
     optind = 1;
     opterr = 0;
     int c;
@@ -405,6 +405,8 @@ int cmd_make_torrent(int argc, char **argv)
         }
         total += x->len; /* extents are disjoint and inside src_size: no overflow */
     }
+    if (piece == 0)
+        piece = metainfo_auto_piece_length(total);
     uint64_t n_pieces = total / piece + (total % piece != 0);
     if (n_pieces > UINT32_MAX) {
         cli_error("too many pieces (%" PRIu64 "); use a larger --piece-size", n_pieces);
