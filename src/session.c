@@ -517,79 +517,6 @@ static void maybe_unchoke(struct session *s, struct sess_peer *p, uint64_t now)
     mark_sent(p, now);
 }
 
-/* ---------- relay fan-out ----------
- * A piece that has just arrived somewhere is wanted by every other machine at once. Served to all of them in
- * parallel, it reaches each after N piece-times of the holder's uplink, and until then nobody else can pass it
- * on. So a diskswarm peer that asks for a piece we are already sending to SESSION_RELAY_FANOUT other peers is
- * refused (REJECT) and asks someone else, or us again after SESSION_RELAY_RETRY_MS: the first copies go out at
- * half the uplink each, their receivers pass them on, and a new piece spreads as a tree (about 2 log2 N
- * piece-times) instead of a star. The uplink is never idle for it: it keeps serving the peers it accepted, and
- * every other piece. Other clients are never refused (they may not retry the way diskswarm does). */
-
-static struct relay_mark *relay_find(struct relay_mark *m, uint32_t n, uint32_t piece)
-{
-    for (uint32_t i = 0; i < n; i++)
-        if (m[i].piece == piece)
-            return &m[i];
-    return NULL;
-}
-
-/* Remember piece with time t in a small set: refresh, or take a free slot, or replace the oldest. */
-static void relay_note(struct relay_mark *m, uint32_t *n, uint32_t piece, uint64_t t)
-{
-    struct relay_mark *r = relay_find(m, *n, piece);
-    if (!r && *n < SESSION_RELAY_SLOTS)
-        r = &m[(*n)++];
-    if (!r) {
-        r = &m[0];
-        for (uint32_t i = 1; i < *n; i++)
-            if (m[i].t < r->t)
-                r = &m[i];
-    }
-    r->piece = piece;
-    r->t = t;
-}
-
-static bool sending_now(const struct sess_peer *q, uint32_t piece, uint64_t now)
-{
-    for (uint32_t i = 0; i < q->n_sending; i++)
-        if (q->sending[i].piece == piece)
-            return now - q->sending[i].t < SESSION_RELAY_HOLD_MS && !bitfield_get(&q->have, piece);
-    return false;
-}
-
-/* May p be sent piece now? Records it as being sent to p when it may. */
-static bool relay_allows(struct session *s, struct sess_peer *p, uint32_t piece, uint64_t now)
-{
-    bool diskswarm = p->max_req > s->cfg.block_size || p->ds_zpiece_id;
-    if (diskswarm && !sending_now(p, piece, now)) {
-        uint32_t busy = 0;
-        for (uint32_t k = 0; k < s->n_slots; k++) {
-            const struct sess_peer *q = s->peers[k];
-            if (q && q != p && !q->closing && sending_now(q, piece, now))
-                busy++;
-        }
-        if (busy >= SESSION_RELAY_FANOUT)
-            return false;
-    }
-    relay_note(p->sending, &p->n_sending, piece, now);
-    return true;
-}
-
-/* p refused piece: ask it again only after SESSION_RELAY_RETRY_MS. */
-static void relay_refused(struct sess_peer *p, uint32_t piece, uint64_t now)
-{
-    relay_note(p->refused, &p->n_refused, piece, now + SESSION_RELAY_RETRY_MS);
-}
-
-static bool relay_any_refused(const struct sess_peer *p, uint64_t now)
-{
-    for (uint32_t i = 0; i < p->n_refused; i++)
-        if (p->refused[i].t > now)
-            return true;
-    return false;
-}
-
 /* ---------- our requests ---------- */
 
 static int ours_push(struct sess_peer *p, const struct block_req *r)
@@ -766,21 +693,6 @@ static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
                 bitfield_set(&fastonly, p->fast_in[i]);
         from = &fastonly;
     }
-    /* pieces it refused a moment ago (relay fan-out): not asked of it again yet */
-    struct bitfield masked = {0};
-    if (relay_any_refused(p, now)) {
-        if (bitfield_init(&masked, from->nbits)) {
-            bitfield_free(&fastonly);
-            return;
-        }
-        for (uint32_t i = 0; i < from->nbits; i++)
-            if (bitfield_get(from, i))
-                bitfield_set(&masked, i);
-        for (uint32_t i = 0; i < p->n_refused; i++)
-            if (p->refused[i].t > now && p->refused[i].piece < masked.nbits)
-                bitfield_clear(&masked, p->refused[i].piece);
-        from = &masked;
-    }
     struct block_req reqs[64];
     if (p->n_ours == 0) {
         p->t_last_block = now; /* the stall clock starts with the first outstanding request */
@@ -812,7 +724,6 @@ static void fill_requests(struct session *s, struct sess_peer *p, uint64_t now)
         mark_sent(p, now);
     }
 out:
-    bitfield_free(&masked);
     bitfield_free(&fastonly);
 }
 
@@ -1055,7 +966,7 @@ static void on_request(struct session *s, struct sess_peer *p, const struct wire
     }
     bool allowed = p->authed && (!p->am_choking || in_set(p->fast_out, p->n_fast_out, m->index)) &&
                    (!s->super_active || bitfield_get(&p->revealed, m->index));
-    if (!allowed || !bitfield_get(&s->have, m->index) || (p->fast && !relay_allows(s, p, m->index, now))) {
+    if (!allowed || !bitfield_get(&s->have, m->index)) {
         if (p->fast) {
             if (wire_put_block_ref(&p->out, WM_REJECT, m->index, m->begin, m->length))
                 oom(s);
@@ -1405,8 +1316,7 @@ static void on_zpiece(struct session *s, struct sess_peer *p, const uint8_t *d, 
     switch (zm.type) {
     case ZP_REQ: {
         bool allowed = (!p->am_choking || in_set(p->fast_out, p->n_fast_out, zm.piece)) &&
-                       (!s->super_active || bitfield_get(&p->revealed, zm.piece)) &&
-                       bitfield_get(&s->have, zm.piece) && relay_allows(s, p, zm.piece, now);
+                       (!s->super_active || bitfield_get(&p->revealed, zm.piece)) && bitfield_get(&s->have, zm.piece);
         if (!allowed) {
             if (zp_put_simple(&p->out, p->ds_zpiece_id, ZP_REJECT, zm.piece))
                 oom(s);
@@ -1425,8 +1335,6 @@ static void on_zpiece(struct session *s, struct sess_peer *p, const uint8_t *d, 
     case ZP_REJECT:
         if (!ours_take_z(p, zm.piece, &r))
             return;
-        if (zm.type == ZP_REJECT)
-            relay_refused(p, zm.piece, now);
         if (zm.type == ZP_PLAIN)
             bitfield_set(&s->z->incompressible, zm.piece); /* from now on block by block, from anyone */
         release_range(s, p, &r);
@@ -1547,7 +1455,6 @@ static void handle_msg(struct session *s, struct sess_peer *p, const struct wire
         }
         if (ours_take(p, m->index, m->begin, m->length)) {
             struct peer_req r = {m->index, m->begin, m->length, 0};
-            relay_refused(p, m->index, now);
             release_range(s, p, &r);
             fill_all_requests(s, now);
         }

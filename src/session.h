@@ -33,10 +33,6 @@
 #define SESSION_QUEUE_MS 300         /* requests kept outstanding at a peer: this long at its measured rate */
 #define SESSION_QUEUE_MIN (64u * 1024u)   /* ... but at least this many bytes */
 #define SESSION_QUEUE_START (256u * 1024u) /* ... and this many before its rate is known */
-#define SESSION_RELAY_FANOUT 2       /* diskswarm peers we send one piece to at a time; more are refused */
-#define SESSION_RELAY_SLOTS 8        /* pieces remembered per peer: being sent to it / refused by it */
-#define SESSION_RELAY_HOLD_MS 1000   /* a piece counts as being sent to a peer this long after its last request */
-#define SESSION_RELAY_RETRY_MS 300   /* a piece a peer refused is not asked of it again for this long */
 
 struct session_config {
     const struct metainfo *mi;
@@ -132,12 +128,6 @@ struct sess_peer {
     uint32_t fast_out[SESSION_ALLOWED_FAST];
     uint32_t n_fast_out;
     struct bitfield revealed;       /* super-seeding: pieces we have announced to it */
-    /* relay fan-out (session.c, relay_allows): pieces we are sending it, and pieces it refused to send us */
-    struct relay_mark {
-        uint32_t piece;
-        uint64_t t;                 /* sending: its last request; refused: not before this time again */
-    } sending[SESSION_RELAY_SLOTS], refused[SESSION_RELAY_SLOTS];
-    uint32_t n_sending, n_refused;
 };
 
 struct session_stats {

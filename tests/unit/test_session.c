@@ -888,129 +888,6 @@ TEST(super_seed_starts_with_two_pieces_in_flight)
     node_free(&S);
 }
 
-static void request_block(struct raw *r, uint32_t piece, uint32_t begin, uint64_t now)
-{
-    struct buf b = {0};
-    wire_put_block_ref(&b, WM_REQUEST, piece, begin, BLK);
-    raw_send(r, &b, now);
-    raw_recv(r, now);
-    buf_free(&b);
-}
-
-/* Relay fan-out, sending side: a piece goes to at most SESSION_RELAY_FANOUT diskswarm peers at a time; a third
- * is refused (REJECT) until one of them has it or stops asking; a peer continuing a piece is never refused;
- * other clients are never refused. */
-TEST(relay_fanout_refuses_a_third_diskswarm_peer)
-{
-    struct node S;
-    CHECK(node_seeder(&S, 1, -1) == 0);
-    uint64_t now = 1000;
-    struct raw q[4];
-    struct buf b = {0};
-    for (int k = 0; k < 4; k++) {
-        raw_open(&q[k], &S, false, 20 + k, now);
-        raw_hello_as(&q[k], k, ++now);
-        wire_put_simple(&b, WM_INTERESTED);
-        raw_send(&q[k], &b, ++now);
-        raw_recv(&q[k], now);
-        CHECK_EQ_INT(q[k].count[WM_UNCHOKE], 1);
-        if (k < 3)
-            q[k].p->max_req = 8 * BLK; /* said ds_maxreq in its extension handshake: a diskswarm peer */
-    }
-    request_block(&q[0], 0, 0, ++now);
-    request_block(&q[1], 0, 0, ++now);
-    CHECK_EQ_INT(q[0].piece_bytes, BLK);
-    CHECK_EQ_INT(q[1].piece_bytes, BLK);
-    request_block(&q[2], 0, 0, ++now); /* a third diskswarm peer for piece 0: refused */
-    CHECK_EQ_INT(q[2].piece_bytes, 0);
-    CHECK_EQ_INT(q[2].count[WM_REJECT], 1);
-    request_block(&q[2], 1, 0, ++now); /* another piece: served */
-    CHECK_EQ_INT(q[2].piece_bytes, BLK);
-    request_block(&q[3], 0, 0, ++now); /* not a diskswarm peer: never refused */
-    CHECK_EQ_INT(q[3].piece_bytes, BLK);
-    CHECK_EQ_INT(q[3].count[WM_REJECT], 0);
-    request_block(&q[0], 0, BLK, ++now); /* continuing its piece */
-    CHECK_EQ_INT(q[0].piece_bytes, 2 * BLK);
-    /* q0 has piece 0 now, but q1 and the other client q3 are still being sent it: q2 is still refused */
-    wire_put_index(&b, WM_HAVE, 0);
-    raw_send(&q[0], &b, ++now);
-    request_block(&q[2], 0, 0, ++now);
-    CHECK_EQ_INT(q[2].count[WM_REJECT], 2);
-    /* q3 has it too: room for q2 */
-    wire_put_index(&b, WM_HAVE, 0);
-    raw_send(&q[3], &b, ++now);
-    request_block(&q[2], 0, 0, ++now);
-    CHECK_EQ_INT(q[2].piece_bytes, 2 * BLK);
-    CHECK_EQ_INT(q[2].count[WM_REJECT], 2);
-    /* q1 and q2 are being sent piece 0: a newcomer is refused it, until they have not asked for
-     * SESSION_RELAY_HOLD_MS (they stalled or went elsewhere) */
-    struct raw late;
-    raw_open(&late, &S, false, 40, now);
-    raw_hello_as(&late, 40, ++now);
-    wire_put_simple(&b, WM_INTERESTED);
-    raw_send(&late, &b, ++now);
-    raw_recv(&late, now);
-    late.p->max_req = 8 * BLK;
-    request_block(&late, 0, 0, ++now);
-    CHECK_EQ_INT(late.count[WM_REJECT], 1);
-    now += SESSION_RELAY_HOLD_MS + 1;
-    request_block(&late, 0, 0, now);
-    CHECK_EQ_INT(late.piece_bytes, BLK);
-    for (int k = 0; k < 4; k++)
-        CHECK(!q[k].p->closing);
-    buf_free(&b);
-    raw_close(&late);
-    for (int k = 0; k < 4; k++)
-        raw_close(&q[k]);
-    node_free(&S);
-}
-
-/* Relay fan-out, asking side: a piece a peer refused is not asked of it again for SESSION_RELAY_RETRY_MS,
- * then it is. */
-TEST(relay_refused_piece_is_asked_again_later)
-{
-    struct node F;
-    CHECK(node_fetcher_cfg(&F, 2, 2) == 0); /* pipeline of 2 blocks: one piece at a time */
-    uint64_t now = 1000;
-    struct raw r;
-    raw_open(&r, &F, false, 9, now);
-    raw_hello(&r, WM_HAVE_ALL, now);
-    struct buf b = {0};
-    wire_put_simple(&b, WM_UNCHOKE);
-    raw_send(&r, &b, ++now);
-    raw_recv(&r, now);
-    CHECK(r.n_reqs >= 1);
-    uint32_t p0 = r.reqs[0].piece;
-    /* refuse every request it makes, round after round, within the retry time: it asks for the other pieces
-     * (each once) and never for p0 again */
-    size_t seen = 0;
-    for (int round = 0; round < 10; round++) {
-        size_t n = r.n_reqs;
-        for (size_t i = seen; i < n; i++) {
-            CHECK(round == 0 || r.reqs[i].piece != p0);
-            wire_put_block_ref(&b, WM_REJECT, r.reqs[i].piece, r.reqs[i].begin, r.reqs[i].length);
-        }
-        seen = n;
-        raw_send(&r, &b, ++now);
-        raw_recv(&r, now);
-    }
-    CHECK(now < 1000 + SESSION_RELAY_RETRY_MS);
-    CHECK(r.n_reqs > 1);
-    /* after the retry time p0 is asked for again */
-    now = 1000 + 2 * SESSION_RELAY_RETRY_MS;
-    session_tick(&F.s, now);
-    raw_recv(&r, now);
-    bool again = false;
-    for (size_t i = seen; i < r.n_reqs; i++)
-        if (r.reqs[i].piece == p0)
-            again = true;
-    CHECK(again);
-    CHECK(!r.p->closing);
-    buf_free(&b);
-    raw_close(&r);
-    node_free(&F);
-}
-
 /* The request queue at a peer follows the rate it delivers at: SESSION_QUEUE_START before it is known, about
  * SESSION_QUEUE_MS of it (at least SESSION_QUEUE_MIN) after, never more than the pipeline. */
 TEST(request_queue_follows_delivery_rate)
@@ -1853,8 +1730,6 @@ int main(void)
     RUN(super_seed_rejects_unshown_pieces);
     RUN(super_seed_shows_pieces_in_flight_to_one_peer);
     RUN(super_seed_starts_with_two_pieces_in_flight);
-    RUN(relay_fanout_refuses_a_third_diskswarm_peer);
-    RUN(relay_refused_piece_is_asked_again_later);
     RUN(request_queue_follows_delivery_rate);
     RUN(unrequested_piece_is_not_written);
     RUN(late_merged_duplicate_never_overwrites_a_verified_piece);
