@@ -566,7 +566,9 @@ static void release_ours(struct session *s, struct sess_peer *p)
 /* Bytes to keep requested from p: about SESSION_QUEUE_MS of its measured delivery rate, within
  * [SESSION_QUEUE_MIN, pipeline * block_size]. A deep queue at a slow source (a machine shares its uplink with
  * the whole swarm) only spreads our download over many half-done pieces, none of which can be verified and
- * passed on; a queue of a few hundred milliseconds keeps the link busy and pieces completing. */
+ * passed on; a short one keeps the link busy and pieces completing. Cluster bench, 16 machines, 256 KiB
+ * pieces: 300 ms -> 150 ms took 1.144x -> 1.106x the limit at 50 Mbit/s and 1.157x -> 1.122x at 100 Mbit/s
+ * (100 ms: 1.119x; 600 ms: 1.137x). */
 static uint64_t request_budget(const struct session *s, const struct sess_peer *p)
 {
     uint64_t cap = (uint64_t)s->cfg.pipeline * s->cfg.block_size;

@@ -30,7 +30,7 @@
 /* incoming connections one host may hold before finishing the handshake (see half_open_from) */
 #define SESSION_MAX_HALF_OPEN_PER_HOST 4
 #define SESSION_ALLOWED_FAST 10      /* BEP 6 allowed-fast set size we grant and accept */
-#define SESSION_QUEUE_MS 300         /* requests kept outstanding at a peer: this long at its measured rate */
+#define SESSION_QUEUE_MS 150         /* requests kept outstanding at a peer: this long at its measured rate */
 #define SESSION_QUEUE_MIN (64u * 1024u)   /* ... but at least this many bytes */
 #define SESSION_QUEUE_START (256u * 1024u) /* ... and this many before its rate is known */
 
