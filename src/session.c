@@ -357,12 +357,9 @@ static void reveal_more(struct session *s, struct sess_peer *p, uint64_t now)
 {
     if (!s->super_active || p->state != PS_ACTIVE || !p->authed || !p->revealed.bits)
         return;
-    uint32_t outstanding = 0, n = s->mi->num_pieces, window = super_window(s);
+    uint32_t n = s->mi->num_pieces, window = super_window(s);
     uint32_t global = s->cfg.super_window ? UINT32_MAX : super_global_window(s);
-    for (uint32_t i = 0; i < n; i++)
-        if (bitfield_get(&p->revealed, i) && !bitfield_get(&p->have, i))
-            outstanding++;
-    while (outstanding < window && s->super_shown < global) {
+    while (p->shown_pending < window && s->super_shown < global) {
         uint32_t best = UINT32_MAX;
         uint64_t best_key = UINT64_MAX;
         for (uint32_t k = 0; k < n; k++) {
@@ -400,28 +397,24 @@ static void reveal_more(struct session *s, struct sess_peer *p, uint64_t now)
         if (wire_put_index(&p->out, WM_HAVE, best))
             oom(s);
         mark_sent(p, now);
-        outstanding++;
+        p->shown_pending++;
     }
 }
 
 /* p now has piece i (or is gone, or said so in its first bitfield): if it had been shown i, i is no longer in
  * flight there. */
-static bool super_landed(struct session *s, const struct sess_peer *p, uint32_t i)
+static bool super_landed(struct session *s, struct sess_peer *p, uint32_t i)
 {
-    if (!s->in_flight || !p->revealed.bits || !bitfield_get(&p->revealed, i) || s->in_flight[i] == 0)
+    if (!p->revealed.bits || !bitfield_get(&p->revealed, i))
+        return false;
+    if (p->shown_pending > 0)
+        p->shown_pending--;
+    if (!s->in_flight || s->in_flight[i] == 0)
         return false;
     s->in_flight[i]--;
     if (s->super_shown > 0)
         s->super_shown--;
     s->super_landed_n++;
-    return true;
-}
-
-static bool super_waiting(const struct sess_peer *p)
-{
-    for (uint32_t i = 0; i < p->revealed.nbits; i++)
-        if (bitfield_get(&p->revealed, i) && !bitfield_get(&p->have, i))
-            return false;
     return true;
 }
 
@@ -436,7 +429,7 @@ static void reveal_all(struct session *s, uint64_t now)
         for (uint32_t j = 0; j < s->n_slots; j++) {
             uint32_t k = (start + j) % s->n_slots;
             struct sess_peer *q = s->peers[k];
-            if (!q || q->closing || !q->revealed.bits || (pass == 0 && !super_waiting(q)))
+            if (!q || q->closing || !q->revealed.bits || (pass == 0 && q->shown_pending > 0))
                 continue;
             uint32_t before = s->super_shown;
             reveal_more(s, q, now);

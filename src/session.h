@@ -128,6 +128,7 @@ struct sess_peer {
     uint32_t fast_out[SESSION_ALLOWED_FAST];
     uint32_t n_fast_out;
     struct bitfield revealed;       /* super-seeding: pieces we have announced to it */
+    uint32_t shown_pending;         /* super-seeding: of those, pieces it does not have yet */
 };
 
 struct session_stats {

@@ -879,8 +879,10 @@ TEST(super_seed_starts_with_two_pieces_in_flight)
         CHECK(S.s.super_shown <= 2 + S.s.super_landed_n);
     }
     uint32_t idle = 0;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 4; k++) {
         idle += shown_not_had(q[k].p) == 0 && q[k].p->have.count < NPIECES;
+        CHECK_EQ_INT(q[k].p->shown_pending, shown_not_had(q[k].p)); /* the count kept as pieces land */
+    }
     CHECK_EQ_INT(idle, 0); /* by now every peer has been given something */
     for (int k = 0; k < 4; k++)
         raw_close(&q[k]);
