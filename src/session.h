@@ -177,7 +177,8 @@ struct session {
     uint64_t *reveal_t;             /* super-seeding: when each piece was last shown */
     uint32_t reveal_cursor;
     uint32_t super_shown;           /* super-seeding: pieces shown and not landed yet (sum of in_flight) */
-    uint32_t super_landed_n;        /* super-seeding: pieces that landed at the peer they were shown to */
+    uint32_t super_landed_n;        /* super-seeding: pieces that left the window (landed at the peer they
+                                     * were shown to, or that peer left): grows the slow start */
     uint32_t reveal_peer_cursor;    /* super-seeding: where the next round of reveals to all peers starts */
     struct zpiece *z;               /* compressed pieces (cfg.zpiece), or NULL */
 };
