@@ -180,6 +180,8 @@ struct session {
     uint32_t super_landed_n;        /* super-seeding: pieces that left the window (landed at the peer they
                                      * were shown to, or that peer left): grows the slow start */
     uint32_t reveal_peer_cursor;    /* super-seeding: where the next round of reveals to all peers starts */
+    uint64_t up_rate;               /* super-seeding: upload rate, bytes/s, averaged over SUPER_RATE_MS samples */
+    uint64_t up_rate_t, up_rate_bytes; /* ... start of the current measurement and payload_up then */
     struct zpiece *z;               /* compressed pieces (cfg.zpiece), or NULL */
 };
 

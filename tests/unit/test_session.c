@@ -890,6 +890,53 @@ TEST(super_seed_starts_with_two_pieces_in_flight)
     node_free(&S);
 }
 
+/* Land one piece shown to some peer; false when none is in flight. */
+static bool land_one(struct raw *q, int nq, uint64_t now)
+{
+    for (int k = 0; k < nq; k++)
+        for (uint32_t i = 0; i < NPIECES; i++)
+            if (bitfield_get(&q[k].p->revealed, i) && !bitfield_get(&q[k].p->have, i)) {
+                say_have(&q[k], i, now);
+                return true;
+            }
+    return false;
+}
+
+/* The slow start stops at about SUPER_WINDOW_MS (300 ms) of the seed's upload rate: on a slow uplink a
+ * 4 MiB window would make every piece crawl to its first peer. Rates are set by hand: 96 KiB in 500 ms
+ * (59 KB of window: below one piece of 32 KiB, so the floor of 2 pieces), then 320 KiB in the next 500 ms
+ * (averaged: 426 KB/s, 128 KB of window = 3 pieces). */
+TEST(super_seed_window_follows_upload_rate)
+{
+    struct node S;
+    CHECK(node_super_seeder(&S, 0) == 0);
+    uint64_t now = 1000;
+    struct raw q[4];
+    for (int k = 0; k < 4; k++) {
+        raw_open(&q[k], &S, false, 20 + k, now);
+        raw_hello_as(&q[k], k, ++now);
+    }
+    session_tick(&S.s, now); /* the rate measurement starts */
+    S.s.payload_up += 3 * PIECE_LEN;
+    now += 500;
+    session_tick(&S.s, now);
+    const uint64_t t1 = now;
+    CHECK_EQ_INT(S.s.up_rate, 3 * PIECE_LEN * 2);
+    CHECK(land_one(q, 4, ++now));
+    CHECK(land_one(q, 4, ++now));
+    CHECK_EQ_INT(S.s.super_landed_n, 2);
+    CHECK_EQ_INT(S.s.super_shown, 2); /* the slow start alone would allow 4 */
+    S.s.payload_up += 10 * PIECE_LEN;
+    now = t1 + 500;
+    session_tick(&S.s, now);
+    CHECK_EQ_INT(S.s.up_rate, (3 * PIECE_LEN * 2 + 10 * PIECE_LEN * 2) / 2);
+    CHECK(land_one(q, 4, ++now));
+    CHECK_EQ_INT(S.s.super_shown, 3); /* 3 + 2 = 5 landed would allow 5 */
+    for (int k = 0; k < 4; k++)
+        raw_close(&q[k]);
+    node_free(&S);
+}
+
 /* The request queue at a peer follows the rate it delivers at: SESSION_QUEUE_START before it is known, about
  * SESSION_QUEUE_MS of it (at least SESSION_QUEUE_MIN) after, never more than the pipeline. */
 TEST(request_queue_follows_delivery_rate)
@@ -1732,6 +1779,7 @@ int main(void)
     RUN(super_seed_rejects_unshown_pieces);
     RUN(super_seed_shows_pieces_in_flight_to_one_peer);
     RUN(super_seed_starts_with_two_pieces_in_flight);
+    RUN(super_seed_window_follows_upload_rate);
     RUN(request_queue_follows_delivery_rate);
     RUN(unrequested_piece_is_not_written);
     RUN(late_merged_duplicate_never_overwrites_a_verified_piece);
