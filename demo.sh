@@ -18,7 +18,7 @@
 # loop devices, mounts, processes, files — is removed on exit, also on failure or Ctrl-C.
 #
 # Environment: DEMO_MACHINES (default 4, max 20), DEMO_RATE (tc rate, default 200mbit), DEMO_TIMEOUT (seconds
-# the swarm may take, default 300), DEMO_PIECE (default: capture's choice, 256K for this disk),
+# the swarm may take, default 300), DEMO_PIECE (default: capture's choice, 128K for this disk),
 # DEMO_LOOPBACK=1 (force the 127.0.0.1 mode), DEMO_TARGET=file (blank files even as root),
 # DISKSWARM=BINARY (use it instead of building), DS_NO_INSTALL=1 (skip apt-get), DS_KEEP=1 (keep the work dir).
 set -euo pipefail

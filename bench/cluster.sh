@@ -4,7 +4,7 @@
 #
 #   sudo bench/cluster.sh [--rate 100mbit] [--size 128M] [--nodes "1 4 8 16 32"]
 #                         [--methods "diskswarm diskswarm-tracker unicast udpcast aria2"] (also: diskswarm-mesh)
-#                         [--pieces "256K 1M"] [--aria2-piece 4M] [--udp-bitrate 95m] [--unicast-max 16]
+#                         [--pieces "128K 1M"] [--aria2-piece 4M] [--udp-bitrate 95m] [--unicast-max 16]
 #                         [--nice -10] [--diag] [--quick] [--out DIR] [--image ext4|os] [--compress zstd[:L]|none]
 #
 # Network: one bridge; the server and every machine is a network namespace with a veth on it (addresses
@@ -20,7 +20,7 @@
 # compressed pieces travel between diskswarm peers (ds_zpiece). The limit stays U*8/RATE for the uncompressed
 # bytes U, the same for every method. Method diskswarm-plain = diskswarm with --no-wire-compress on every peer.
 # The diskswarm seeder runs with --super-seed, as `diskswarm serve` does by default; --pieces lists the piece
-# sizes to capture with (default 256K and 1M: capture's default is 1M, 256K is faster for these image sizes).
+# sizes to capture with (default 128K and 1M: 128K is capture's default for images up to 2 GiB).
 #
 # For each method and N (bench/lib/cluster_run.py): server side started and ready, then the N receivers start
 # at t0; time = until the last receiver has the whole image (diskswarm: its "complete" JSON line, i.e. every
@@ -44,7 +44,7 @@ export DISKSWARM
 PY=/usr/bin/python3
 
 RATE=100mbit SIZE=128M NODES="1 4 8 16 32" METHODS="diskswarm diskswarm-tracker unicast udpcast aria2"
-PIECES="256K 1M" ARIA2_PIECE=4M UNICAST_MAX=16 DIAG=0 OUT=${OUT:-/tmp/diskswarm-bench} QUICK=0 UDP_BITRATE=
+PIECES="128K 1M" ARIA2_PIECE=4M UNICAST_MAX=16 DIAG=0 OUT=${OUT:-/tmp/diskswarm-bench} QUICK=0 UDP_BITRATE=
 IMAGE=ext4 COMPRESS=
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do

@@ -34,8 +34,8 @@ static void mk_usage(FILE *f)
           "  --all               one extent covering all of SOURCE instead of --extents\n"
           "  -o, --output FILE   where to write the torrent\n"
           "  --name NAME         torrent name / device label (default: basename of SOURCE)\n"
-          "  --piece-size SIZE   piece length, a power of two >= 16K (default: 256K, larger for images\n"
-          "                      over 4 GiB so that a torrent has at most 16384 pieces)\n"
+          "  --piece-size SIZE   piece length, a power of two >= 16K (default: 128K, larger for images\n"
+          "                      over 2 GiB so that a torrent has at most 16384 pieces)\n"
           "  --tracker URL       announce URL (repeatable; the first is the primary)\n"
           "  --private           set the private flag (no DHT/PEX)\n"
           "  -h, --help          show this help\n",

@@ -58,9 +58,9 @@ int metainfo_build_ezio(const char *name, const struct extent *ext, size_t n_ext
                         const uint8_t *hashes, const char *const *trackers, size_t n_trackers,
                         const char *created_by, bool is_private, struct buf *out, struct ds_err *e);
 
-/* Default piece length for a torrent of total bytes (capture, import): 256 KiB, doubled while that would make
+/* Default piece length for a torrent of total bytes (capture, import): 128 KiB, doubled while that would make
  * more than METAINFO_AUTO_MAX_PIECES pieces (up to 1 GiB). */
-#define METAINFO_AUTO_PIECE_MIN ((uint64_t)256 << 10)
+#define METAINFO_AUTO_PIECE_MIN ((uint64_t)128 << 10)
 #define METAINFO_AUTO_MAX_PIECES 16384u
 uint64_t metainfo_auto_piece_length(uint64_t total);
 

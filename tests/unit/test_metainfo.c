@@ -497,19 +497,21 @@ TEST(load_file)
     buf_free(&out);
 }
 
-/* Default piece length: 256 KiB for images up to 4 GiB, then doubled so that there are at most 16384 pieces. */
+/* Default piece length: 128 KiB for images up to 2 GiB, then doubled so that there are at most 16384 pieces. */
 TEST(auto_piece_length)
 {
-    CHECK_EQ_INT(metainfo_auto_piece_length(0), 256u << 10);
-    CHECK_EQ_INT(metainfo_auto_piece_length(146112512), 256u << 10); /* the cluster bench's 139 MiB */
+    CHECK_EQ_INT(metainfo_auto_piece_length(0), 128u << 10);
+    CHECK_EQ_INT(metainfo_auto_piece_length(146112512), 128u << 10); /* the cluster bench's 139 MiB */
+    CHECK_EQ_INT(metainfo_auto_piece_length((2ull << 30) - 1), 128u << 10);
+    CHECK_EQ_INT(metainfo_auto_piece_length(2ull << 30), 256u << 10);
     CHECK_EQ_INT(metainfo_auto_piece_length((4ull << 30) - 1), 256u << 10);
     CHECK_EQ_INT(metainfo_auto_piece_length(4ull << 30), 512u << 10);
     CHECK_EQ_INT(metainfo_auto_piece_length(100ull << 30), 8u << 20);
     for (uint64_t t = 1; t < (1ull << 50); t = t * 3 + 7) {
         uint64_t p = metainfo_auto_piece_length(t);
-        CHECK((p & (p - 1)) == 0 && p >= (256u << 10) && p <= (1u << 30));
+        CHECK((p & (p - 1)) == 0 && p >= (128u << 10) && p <= (1u << 30));
         CHECK(p == (1u << 30) || (t + p - 1) / p <= METAINFO_AUTO_MAX_PIECES);
-        CHECK(p == (256u << 10) || t / (p / 2) >= METAINFO_AUTO_MAX_PIECES); /* the smallest that fits */
+        CHECK(p == (128u << 10) || t / (p / 2) >= METAINFO_AUTO_MAX_PIECES); /* the smallest that fits */
     }
 }
 
