@@ -820,18 +820,25 @@ static void say_have(struct raw *r, uint32_t piece, uint64_t now)
     buf_free(&m);
 }
 
+/* A super-seeder with automatic windows and four raw peers that have said hello; returns the clock. */
+static uint64_t super_seeder_with_four_peers(struct node *S, struct raw q[4])
+{
+    CHECK(node_super_seeder(S, 0) == 0);
+    uint64_t now = 1000;
+    for (int k = 0; k < 4; k++) {
+        raw_open(&q[k], S, false, 20 + k, now);
+        raw_hello_as(&q[k], k, ++now);
+    }
+    return now;
+}
+
 /* Automatic window: the seed starts with two pieces in flight in all, whatever the number of peers, and
  * allows one more for every piece that lands; room goes first to peers that have nothing shown. */
 TEST(super_seed_starts_with_two_pieces_in_flight)
 {
     struct node S;
-    CHECK(node_super_seeder(&S, 0) == 0);
-    uint64_t now = 1000;
     struct raw q[4];
-    for (int k = 0; k < 4; k++) {
-        raw_open(&q[k], &S, false, 20 + k, now);
-        raw_hello_as(&q[k], k, ++now);
-    }
+    uint64_t now = super_seeder_with_four_peers(&S, q);
     uint32_t total = 0, busy = 0;
     for (int k = 0; k < 4; k++) {
         total += shown_not_had(q[k].p);
@@ -909,13 +916,8 @@ static bool land_one(struct raw *q, int nq, uint64_t now)
 TEST(super_seed_window_follows_upload_rate)
 {
     struct node S;
-    CHECK(node_super_seeder(&S, 0) == 0);
-    uint64_t now = 1000;
     struct raw q[4];
-    for (int k = 0; k < 4; k++) {
-        raw_open(&q[k], &S, false, 20 + k, now);
-        raw_hello_as(&q[k], k, ++now);
-    }
+    uint64_t now = super_seeder_with_four_peers(&S, q);
     session_tick(&S.s, now); /* the rate measurement starts */
     S.s.payload_up += 3 * PIECE_LEN;
     now += 500;
