@@ -473,9 +473,9 @@ int metainfo_build_ezio(const char *name, const struct extent *ext, size_t n_ext
 /* Small pieces make a swarm start and finish sooner: a piece can be passed on only once it is whole, so the
  * ramp at the start and the tail at the end each last about N piece-times (bench/cluster.sh, 139 MiB image:
  * 256 KiB beat 1 MiB at every N >= 4; 128 KiB beat 256 KiB at N = 8, 1.066-1.082x the limit against
- * 1.073-1.110x, and at N = 16, at the price of more CPU per byte: more HAVEs and requests). Their cost grows with the count (20 bytes of hash each in the
- * torrent, bitfields, HAVE messages), so large images get larger pieces, keeping the ramp and the tail a
- * negligible share of the run (N / METAINFO_AUTO_MAX_PIECES of it). */
+ * 1.073-1.110x, and at N = 16). Their cost grows with the count (20 bytes of hash each in the torrent,
+ * bitfields, HAVE messages and requests: more CPU per byte), so large images get larger pieces, keeping the
+ * ramp and the tail a negligible share of the run (N / METAINFO_AUTO_MAX_PIECES of it). */
 uint64_t metainfo_auto_piece_length(uint64_t total)
 {
     uint64_t p = METAINFO_AUTO_PIECE_MIN;
