@@ -154,16 +154,23 @@ ds_umount() {
 # processes and ports
 
 # free_port: print a currently free TCP port on 127.0.0.1, distinct from those already handed out here.
+# Callers take it as $(free_port), a subshell, so the ports handed out are kept in a file under DS_TMP (an
+# array would not survive the subshell: `a=$(free_port) b=$(free_port)` once gave the same port twice, and
+# the second listener failed with "Address already in use").
 free_port() {
-    local port n
+    local port n used=${DS_TMP:+$DS_TMP/.ports}
     for ((n = 0; n < 50; n++)); do
         port=$("$DS_PY" -c 'import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || return 1
-        if [[ " ${DS_PORTS[*]} " != *" $port "* ]]; then
-            DS_PORTS+=("$port")
-            printf '%s\n' "$port"
-            return 0
+        if [ -n "$used" ]; then
+            grep -qx "$port" "$used" 2>/dev/null && continue
+            printf '%s\n' "$port" >>"$used"
+        elif [[ " ${DS_PORTS[*]} " == *" $port "* ]]; then
+            continue
         fi
+        DS_PORTS+=("$port")
+        printf '%s\n' "$port"
+        return 0
     done
     return 1
 }
