@@ -310,6 +310,19 @@ static bool in_set(const uint32_t *set, uint32_t n, uint32_t v)
     return false;
 }
 
+/* A byte counter's rate: once at least min_ms have passed since *t, the rate over that interval is averaged
+ * into *rate (half the old value, half the new) and the next interval starts now, at counter. */
+static void rate_update(uint64_t *rate, uint64_t *t, uint64_t *at_t, uint64_t counter, uint64_t now,
+                        uint64_t min_ms)
+{
+    if (now - *t < min_ms)
+        return;
+    uint64_t inst = (counter - *at_t) * 1000u / (now - *t);
+    *rate = *rate ? (*rate + inst) / 2 : inst;
+    *t = now;
+    *at_t = counter;
+}
+
 /* ---------- super-seeding ---------- */
 
 /* Pieces the seed may have shown and not yet landed, over all peers together: SUPER_WINDOW_MS of the seed's
@@ -338,19 +351,14 @@ static void super_rate_sample(struct session *s, uint64_t now)
         s->up_rate_bytes = s->payload_up;
         return;
     }
-    if (now - s->up_rate_t < SUPER_RATE_MS)
-        return;
-    uint64_t rate = (s->payload_up - s->up_rate_bytes) * 1000u / (now - s->up_rate_t);
-    s->up_rate = s->up_rate ? (s->up_rate + rate) / 2 : rate;
-    s->up_rate_t = now;
-    s->up_rate_bytes = s->payload_up;
+    rate_update(&s->up_rate, &s->up_rate_t, &s->up_rate_bytes, s->payload_up, now, SUPER_RATE_MS);
 }
 
 static uint32_t super_global_window(const struct session *s)
 {
-    uint64_t bytes = SUPER_WINDOW_MAX;
-    if (s->up_rate && s->up_rate * SUPER_WINDOW_MS / 1000u < bytes)
-        bytes = s->up_rate * SUPER_WINDOW_MS / 1000u;
+    uint64_t bytes = s->up_rate ? s->up_rate * SUPER_WINDOW_MS / 1000u : SUPER_WINDOW_MAX;
+    if (bytes > SUPER_WINDOW_MAX)
+        bytes = SUPER_WINDOW_MAX;
     uint64_t budget = bytes / s->mi->piece_length;
     if (budget < 2)
         budget = 2;
@@ -606,12 +614,7 @@ static uint64_t request_budget(const struct session *s, const struct sess_peer *
 /* Delivery rate: measured over intervals of at least 250 ms while requests are outstanding. */
 static void update_rate(struct sess_peer *p, uint64_t now)
 {
-    if (now - p->rate_t < 250)
-        return;
-    uint64_t inst = (p->bytes_down - p->rate_bytes) * 1000u / (now - p->rate_t);
-    p->down_rate = p->down_rate ? (p->down_rate + inst) / 2 : inst;
-    p->rate_t = now;
-    p->rate_bytes = p->bytes_down;
+    rate_update(&p->down_rate, &p->rate_t, &p->rate_bytes, p->bytes_down, now, 250);
 }
 
 /* ---------- compressed pieces (ds_zpiece, zpiece.h) ---------- */
